@@ -1,0 +1,38 @@
+"""Named points in the write protocol where a test may kill the process (SIGKILL).
+
+Inert unless SYNC_INVOICES_FAILPOINT is set, e.g. `write_recorded` (first time reached) or
+`write_recorded:3` (third time). The kill tests use it to die at every step of the protocol
+and prove that a resumed run neither duplicates nor loses an invoice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+ENV = "SYNC_INVOICES_FAILPOINT"
+POINTS = (
+    "claimed",             # rows are 3, nothing else done
+    "customers_created",   # customers exist in QuickBooks, ids not yet written back
+    "write_recorded",      # request id and body stored, nothing sent
+    "write_answered",      # QuickBooks answered, the answer not yet applied
+    "write_applied",       # statuses of one write committed
+    "recovery_resent",     # a pending write was re-sent during recovery, answer not yet applied
+)
+_hits: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def reached(point: str) -> None:
+    """Kill this process here if the environment asks for it."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    name, _, nth = spec.partition(":")
+    if name != point:
+        return
+    with _lock:
+        _hits[point] = _hits.get(point, 0) + 1
+        if _hits[point] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,460 @@
+"""The QuickBooks side: the only importer of quickbooks (python-quickbooks) and intuitlib.
+
+Everything QuickBooks can answer is classified once, here, into the tree of errors.py:
+python-quickbooks raises the wrong exception or none for several answers (qbo_facts s.3, s.8:
+XML 429s become "Error reading json response", 5000-9999 fall to the base class, HTTP status and
+Retry-After are dropped), so the HTTP status is read in `process_request` before it parses.
+Retries of one request live in `Qbo._call` (tenacity), and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Sequence
+from urllib.parse import urlsplit
+
+import requests
+from intuitlib.client import AuthClient
+from intuitlib.enums import Scopes
+from intuitlib.exceptions import AuthClientError
+from quickbooks.client import QuickBooks
+from quickbooks.exceptions import AuthorizationException, QuickbooksException
+from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from . import wire
+from .errors import (
+    AuthorizationNeeded, CompanyBlocked, ConfigError, QboError, Reauthenticate, Rejected, Retriable,
+    StaleObject, Throttled,
+)
+from .redact import SECRETS
+from .settings import Settings
+from .throttle import Throttle
+from .tokens import TokenStore, Tokens
+
+log = logging.getLogger(__name__)
+
+MINOR_VERSION = 75  # values below 75 are ignored by QuickBooks since Aug 2025 (qbo_facts s.6)
+PAGE_SIZE = 1000  # QuickBooks' largest page; the default 100 truncates silently (python-quickbooks #1)
+IN_LIST_SIZE = 100
+API_BASES = {"sandbox": "https://sandbox-quickbooks.api.intuit.com/v3",
+             "production": "https://quickbooks.api.intuit.com/v3"}
+HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
+COMPANY_BLOCKED_CODES = {"6190", "6200", "6210"}
+RETRIABLE_CODES = {"3001", "3003"}
+
+
+def quote(value: str) -> str:
+    """A QuickBooks query string literal: backslash escaped first, then the quote (qbo_facts s.5)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_transport(name: str, url: str) -> None:
+    """Plain http:// only to a loopback address (the local sandbox); https everywhere else."""
+    scheme = urlsplit(url).scheme
+    if scheme == "https" or (scheme == "http" and _is_loopback(url)):
+        return
+    raise ConfigError(f"{name} must be an https:// URL (plain http is allowed only on loopback), got {url!r}.",
+                      fix=f"Fix {name}.")
+
+
+def fault_error(code: str, message: str, detail: str = "", *, http_status: int | None = None,
+                intuit_tid: str = "") -> QboError:
+    """The error a QuickBooks fault code stands for (qbo_facts s.3 code ranges)."""
+    kw = {"code": code, "detail": detail, "http_status": http_status, "intuit_tid": intuit_tid}
+    number = int(code) if code.isdigit() else 0
+    if code in RETRIABLE_CODES:
+        return Throttled(message, **kw)
+    if code == "3200" or http_status == 401:
+        return Reauthenticate(message, **kw)
+    if 0 < number < 500:
+        return AuthorizationNeeded(f"QuickBooks refused access ({code}: {message}).",
+                                   fix="Run `sync_invoices auth` to connect the company again.")
+    if code == "5010":
+        return StaleObject(message, **kw)
+    if code in COMPANY_BLOCKED_CODES:
+        return CompanyBlocked(message, fix="The QuickBooks company refuses writes (subscription or closed "
+                                           "books); an accountant must fix this in QuickBooks.", **kw)
+    if number >= 10000 or (http_status or 0) >= 500:
+        return Retriable(message, **kw)
+    return Rejected(message, **kw)
+
+
+def fault_of(body: Any) -> QboError | None:
+    """The first error of a QuickBooks Fault object (JSON, either letter case), if any."""
+    if not isinstance(body, dict):
+        return None
+    fault = body.get("Fault") or body.get("fault")
+    if not isinstance(fault, dict):
+        return None
+    errors = fault.get("Error") or fault.get("error") or [{}]
+    first = errors[0] if errors else {}
+    return fault_error(str(first.get("code", "")), str(first.get("Message") or first.get("message") or ""),
+                       str(first.get("Detail") or first.get("detail") or ""))
+
+
+def _xml_fault_code(text: str) -> str | None:
+    marker = 'code="'
+    start = text.find(marker)
+    if start < 0:
+        return None
+    return text[start + len(marker):text.find('"', start + len(marker))]
+
+
+class _TimedAuthClient(AuthClient):
+    """intuit-oauth's AuthClient with a timeout on every HTTP call (it has none: issues #18, #47, #52)."""
+
+    timeout: tuple[float, float] = (10.0, 60.0)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, **kwargs)
+
+
+def auth_client(settings: Settings, *, access_token: str | None = None,
+                refresh_token: str | None = None) -> AuthClient:
+    """An AuthClient for the configured app, discovery fetched from QBO_DISCOVERY_URL when set."""
+    settings.require("qbo_client_id", "qbo_client_secret")
+    if settings.qbo_discovery_url:
+        check_transport("QBO_DISCOVERY_URL", settings.qbo_discovery_url)
+    _TimedAuthClient.timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
+    # AuthClient treats an environment it does not know as the discovery document's URL.
+    target = settings.qbo_discovery_url or settings.qbo_environment
+    try:
+        client = _TimedAuthClient(settings.qbo_client_id, settings.qbo_client_secret.reveal(),  # type: ignore[union-attr]
+                                  settings.qbo_redirect_uri, target, access_token=access_token,
+                                  refresh_token=refresh_token, realm_id=settings.qbo_realm_id)
+    except (requests.RequestException, AuthClientError, ValueError) as exc:
+        raise ConfigError(f"Cannot fetch QuickBooks' OAuth discovery document: {type(exc).__name__}.",
+                          fix="Check the network and QBO_DISCOVERY_URL / QBO_ENVIRONMENT.") from None
+    client.environment = settings.qbo_environment  # python-quickbooks matches 'sandbox' exactly
+    client.headers[HARD_EXPIRY_HEADER] = "true"
+    for endpoint in (client.token_endpoint, client.revoke_endpoint):
+        check_transport("the OAuth endpoint", endpoint)
+    return client
+
+
+def authorization_url(client: AuthClient, state: str) -> str:
+    """The consent page URL for the accounting scope."""
+    return client.get_authorization_url([Scopes.ACCOUNTING], state_token=state)
+
+
+def auth_error(exc: AuthClientError) -> Exception:
+    """What a failed token call means for the operator."""
+    content = exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else str(exc.content)
+    if exc.status_code == 400 and "invalid_grant" in content:
+        return AuthorizationNeeded("QuickBooks no longer accepts the stored refresh token (invalid_grant).",
+                                   fix="Run `sync_invoices auth` to connect the company again.")
+    if exc.status_code == 401:
+        return ConfigError("QuickBooks rejected the app's keys (invalid_client).",
+                           fix="Check QBO_CLIENT_ID and QBO_CLIENT_SECRET.")
+    return Retriable(f"QuickBooks' token service answered HTTP {exc.status_code}.", code=f"http_{exc.status_code}",
+                     http_status=exc.status_code, intuit_tid=exc.intuit_tid or "")
+
+
+class Authorizer:
+    """Hands out a valid access token; refreshes under the store's lock and saves before use."""
+
+    def __init__(self, settings: Settings, store: TokenStore,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._tokens: Tokens | None = None
+        self.refreshes = 0
+
+    def _load(self) -> Tokens:
+        tokens = self.store.load()
+        if tokens is None and self.settings.qbo_refresh_token:
+            tokens = self.store.seed(self.settings.qbo_refresh_token.reveal(), self.settings.qbo_realm_id or "")
+        if tokens is None:
+            raise AuthorizationNeeded("No QuickBooks authorization is stored.",
+                                      fix="Run `sync_invoices auth`, or set QBO_REFRESH_TOKEN to seed the store.")
+        if self.settings.qbo_realm_id and tokens.realm_id and tokens.realm_id != self.settings.qbo_realm_id:
+            raise ConfigError(f"The token store {self.store.path} belongs to company {tokens.realm_id}, "
+                              f"not QBO_REALM_ID {self.settings.qbo_realm_id}.",
+                              fix="Point SYNC_INVOICES_TOKEN_FILE at that company's store, or run `sync_invoices auth`.")
+        return tokens
+
+    def access_token(self) -> str:
+        """A valid access token, refreshed first when it is missing or about to expire."""
+        with self._lock:
+            if self._tokens is None or not self._tokens.access_valid(self.clock()):
+                self._tokens = self._refresh(refused=None)
+            return self._tokens.access_token  # type: ignore[return-value]
+
+    def refused(self, access_token: str) -> None:
+        """QuickBooks refused this access token (401): refresh, unless another caller already did."""
+        with self._lock:
+            self._tokens = self._refresh(refused=access_token)
+
+    def _refresh(self, refused: str | None) -> Tokens:
+        with self.store.lock():
+            current = self._load()
+            # Another process (or thread) may have refreshed while we waited for the lock.
+            if current.access_valid(self.clock()) and current.access_token != refused:
+                return current
+            client = auth_client(self.settings, refresh_token=current.refresh_token)
+            try:
+                client.refresh(refresh_token=current.refresh_token)
+            except AuthClientError as exc:
+                raise auth_error(exc) from None
+            except requests.RequestException as exc:
+                raise Retriable(f"Cannot reach QuickBooks' token service: {type(exc).__name__}.",
+                                code="connection") from None
+            fresh = current.rotated(
+                access_token=client.access_token, refresh_token=client.refresh_token or current.refresh_token,
+                expires_in=client.expires_in, refresh_expires_in=client.x_refresh_token_expires_in,
+                hard_expires_in=getattr(client, "x_refresh_token_hard_expires_in", None), now=self.clock())
+            # The rotated refresh token is on disk before anything uses the new access token.
+            self.store.save(fresh)
+            self.refreshes += 1
+            return fresh
+
+
+class _Client(QuickBooks):
+    """python-quickbooks' client, sending through `Qbo` (timeouts, limiter, classification)."""
+
+    edge: "Qbo"
+
+    @property
+    def api_url(self) -> str:  # type: ignore[override]
+        return self.edge.api_base
+
+    def process_request(self, request_type: str, url: str, headers: Any = "", params: Any = "",
+                        data: Any = "") -> requests.Response:
+        return self.edge.send(request_type, url, headers=dict(headers or {}), params=params, data=data)
+
+
+class Qbo:
+    """One QuickBooks company: queries, batch writes, reads, each within the limits and retried once."""
+
+    def __init__(self, settings: Settings, authorizer: Authorizer, throttle: Throttle | None = None, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        settings.require_qbo()
+        self.settings = settings
+        self.authorizer = authorizer
+        self.api_base = (settings.qbo_api_base or API_BASES[settings.qbo_environment]).rstrip("/")
+        check_transport("QBO_API_BASE", self.api_base)
+        self.throttle = throttle or Throttle(settings.requests_per_minute, settings.batch_requests_per_minute,
+                                             settings.max_concurrency, window_seconds=settings.rate_window_seconds,
+                                             sleep=sleep)
+        self._sleep = sleep
+        self._http = requests.Session()
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(settings.max_concurrency, 2), max_retries=0)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
+        self._client = _Client(company_id=settings.qbo_realm_id, minorversion=MINOR_VERSION, use_decimal=True)
+        self._client.edge = self
+        self.reads = 0
+        self.writes = 0
+        self._count_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close connections and the limiter."""
+        self._http.close()
+        self.throttle.close()
+
+    # -- the HTTP edge ----------------------------------------------------------------------------
+
+    def send(self, method: str, url: str, *, headers: dict, params: Any, data: Any) -> requests.Response:
+        """One HTTP exchange within the limits; raises the classified error for non-answers."""
+        body = data.encode("utf-8") if isinstance(data, str) else data
+        with self.throttle.slot(batch=url.endswith("/batch")):
+            token = self.authorizer.access_token()
+            headers["Authorization"] = f"Bearer {token}"
+            try:
+                response = self._http.request(method, url, headers=headers, params=params, data=body,
+                                              timeout=(self.settings.connect_timeout_seconds,
+                                                       self.settings.read_timeout_seconds))
+            except requests.Timeout:
+                raise Retriable(f"QuickBooks did not answer within {self.settings.read_timeout_seconds:g} s.",
+                                code="timeout") from None
+            except requests.ConnectionError as exc:
+                raise Retriable(f"The connection to QuickBooks failed ({_root_cause(exc)}).",
+                                code="connection") from None
+        self._classify_http(response, token)
+        return response
+
+    def _classify_http(self, response: requests.Response, token: str) -> None:
+        status = response.status_code
+        tid = response.headers.get("intuit_tid", "")
+        text = response.text
+        if status == 401:
+            refused = Reauthenticate("QuickBooks refused the access token.", code="3200", http_status=401,
+                                     intuit_tid=tid)
+            refused.refused_token = token
+            raise refused
+        throttled = status == 429 or (_xml_fault_code(text) == "3001" if text.lstrip().startswith("<") else False)
+        if throttled:
+            raise Throttled("QuickBooks throttled the request (429).", code="3001", http_status=status,
+                            intuit_tid=tid, retry_after=_retry_after(response.headers.get("Retry-After")))
+        if status >= 500:
+            try:
+                found = fault_of(wire.loads(text))
+            except ValueError:
+                found = None
+            code = found.code if found else f"http_{status}"
+            message = found.message if found else f"QuickBooks answered HTTP {status} without a JSON body."
+            raise Retriable(message, code=code, http_status=status, intuit_tid=tid)
+        if status == 403 and not text.lstrip().startswith("{"):
+            raise AuthorizationNeeded("QuickBooks refused access to this company (HTTP 403).",
+                                      fix="Check QBO_REALM_ID, then run `sync_invoices auth`.")
+
+    def _call(self, operation: Callable[[], Any], *, reads: int = 0, writes: int = 0) -> Any:
+        """Run one QuickBooks call: retried when transient, re-authorized once on a 401."""
+        retrying = Retrying(retry=retry_if_exception_type(Retriable),
+                            stop=stop_after_attempt(self.settings.request_attempts),
+                            wait=self._wait, sleep=self._sleep, reraise=True,
+                            before_sleep=lambda state: log.warning("QuickBooks: %s; retrying",
+                                                                   _describe(state.outcome.exception())))
+        with self._count_lock:
+            self.reads += reads
+            self.writes += writes
+        reauthorized = False
+        while True:
+            try:
+                return retrying(self._translated, operation)
+            except Reauthenticate as exc:
+                if reauthorized:
+                    raise AuthorizationNeeded("QuickBooks refused a freshly refreshed access token.",
+                                              fix="Run `sync_invoices auth` to connect the company again.") from None
+                reauthorized = True
+                self.authorizer.refused(exc.refused_token)
+
+    def _translated(self, operation: Callable[[], Any]) -> Any:
+        try:
+            return operation()
+        except AuthorizationException as exc:
+            if exc.error_code == 401:
+                raise Reauthenticate("QuickBooks refused the access token.", code="3200", http_status=401) from None
+            raise fault_error(str(exc.error_code), exc.message, str(exc.detail or "")) from None
+        except QuickbooksException as exc:
+            # Non-JSON bodies arrive as code 10000 "Error reading json response" (python-quickbooks #43).
+            raise fault_error(str(exc.error_code), exc.message, str(exc.detail or "")) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, Throttled):
+            # Everyone pauses, not just this caller: QuickBooks counts the whole company.
+            delay = error.retry_after if error.retry_after is not None else self.settings.throttle_wait_seconds
+            self.throttle.pause(delay + random.uniform(0, min(5.0, delay * 0.1)))
+            return 0.0
+        return wait_exponential_jitter(initial=1, max=30)(state)
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def custom_txn_numbers(self) -> bool:
+        """Whether the company accepts our DocNumbers (Preferences.SalesFormsPrefs.CustomTxnNumbers)."""
+        url = f"{self.api_base}/company/{self.settings.qbo_realm_id}/preferences"
+        body = self._call(lambda: self._client.get(url), reads=1)
+        prefs = (body or {}).get("Preferences", {}).get("SalesFormsPrefs", {})
+        return bool(prefs.get("CustomTxnNumbers"))
+
+    def company_name(self) -> str:
+        """The company's name, for `auth status`."""
+        realm = self.settings.qbo_realm_id
+        body = self._call(lambda: self._client.get(f"{self.api_base}/company/{realm}/companyinfo/{realm}"), reads=1)
+        return str((body or {}).get("CompanyInfo", {}).get("CompanyName", ""))
+
+    def get(self, entity: str, entity_id: str) -> dict | None:
+        """One object by Id, or None when QuickBooks does not have it."""
+        try:
+            body = self._call(lambda: self._client.get_single_object(entity, entity_id), reads=1)
+        except Rejected as exc:
+            if exc.code == "610":
+                return None
+            raise
+        return (body or {}).get(entity)
+
+    def query(self, entity: str, where: str) -> list[dict]:
+        """Every object matching a WHERE clause (already escaped), all pages."""
+        found: list[dict] = []
+        start = 1
+        while True:
+            sql = f"SELECT * FROM {entity} WHERE {where} ORDERBY Id STARTPOSITION {start} MAXRESULTS {PAGE_SIZE}"
+            body = self._call(lambda: self._client.query(sql), reads=1)
+            page = (body or {}).get("QueryResponse", {}).get(entity, [])
+            found.extend(page)
+            if len(page) < PAGE_SIZE:
+                return found
+            start += PAGE_SIZE
+
+    def find_named(self, entity: str, names: Iterable[str], *, field: str = "DisplayName",
+                   include_inactive: bool = True) -> list[dict]:
+        """Objects whose `field` is one of `names`, in IN (...) lists of 100, active and inactive."""
+        unique = sorted(set(names))
+        found: list[dict] = []
+        active = " AND Active IN (true, false)" if include_inactive else ""
+        for start in range(0, len(unique), IN_LIST_SIZE):
+            chunk = unique[start:start + IN_LIST_SIZE]
+            found.extend(self.query(entity, f"{field} IN ({', '.join(quote(n) for n in chunk)}){active}"))
+        return found
+
+    def find_invoices(self, doc_numbers: Iterable[str]) -> dict[str, list[dict]]:
+        """Invoices by DocNumber, grouped: {DocNumber: [invoice, ...]}."""
+        grouped: dict[str, list[dict]] = {}
+        for invoice in self.find_named("Invoice", doc_numbers, field="DocNumber", include_inactive=False):
+            grouped.setdefault(str(invoice.get("DocNumber", "")), []).append(invoice)
+        return grouped
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def batch(self, request_id: str, body: str, operations: int) -> dict[str, dict | QboError]:
+        """Send one batch request (body as recorded); each bId's object or classified fault."""
+        url = f"{self.api_base}/company/{self.settings.qbo_realm_id}/batch"
+        answer = self._call(lambda: self._client.make_request("POST", url, body, request_id=request_id),
+                            writes=operations)
+        results: dict[str, dict | QboError] = {}
+        for item in (answer or {}).get("BatchItemResponse", []):
+            bid = str(item.get("bId", ""))
+            fault = item.get("Fault")
+            if fault:
+                results[bid] = fault_of({"Fault": fault}) or Rejected("QuickBooks rejected the item.")
+                continue
+            objects = [v for k, v in item.items() if k not in ("bId", "Fault") and isinstance(v, dict)]
+            results[bid] = objects[0] if objects else Retriable("QuickBooks answered an item without an object.",
+                                                               code="empty_item")
+        return results
+
+    def save(self, entity: str, body: str, request_id: str) -> dict:
+        """Create or update one object (body already serialized) with a request id."""
+        answer = self._call(lambda: self._client.create_object(entity, body, request_id=request_id), writes=1)
+        return (answer or {}).get(entity, {})
+
+
+def _retry_after(raw: str | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__context__ is not None and exc.__context__ is not exc:
+        exc = exc.__context__
+    return type(exc).__name__
+
+
+def _describe(error: BaseException | None) -> str:
+    if isinstance(error, QboError):
+        return SECRETS.redact(error.describe())
+    return type(error).__name__ if error else "unknown error"
