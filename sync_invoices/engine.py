@@ -80,13 +80,16 @@ class Engine:
                 writer = InvoiceWriter(qbo, self.mis, ledger, customers, operations=settings.batch_operations,
                                        pool=pool, run_id=run_id)
                 run = _Run(qbo, ledger, customers, writer)
-                Recovery(qbo, self.mis, ledger, writer, lease_seconds=settings.claim_lease_seconds,
-                         default_item_id=settings.qbo_default_item_id).run()
+                recovery = Recovery(qbo, self.mis, ledger, writer, lease_seconds=settings.claim_lease_seconds,
+                                    default_item_id=settings.qbo_default_item_id)
+                recovery.run()
                 self._lift_changed_quarantines(ledger)
                 if invoice_id is not None:
                     asked = self._single(run, invoice_id)
                 else:
                     asked = self._batches(run, batch_size, max_batches, all_batches=command == "all")
+                if command == "all" and self.mis.pending_writes():
+                    recovery.run()  # settle this run's own unanswered writes before ending
                 summary.remaining = self.mis.count_remaining()
                 exit_code = self._exit_code(command, asked)
             except SyncError as error:

@@ -8,7 +8,7 @@ warning says how) or the invoice fails with a Problem naming the field and the f
     reg_no / DisplayName   NULL or blank                          fail  reg_no_missing
                            contains ':' tab or newline            fail  display_name_invalid
                            over 500 characters                    fail  display_name_too_long
-                           leading/trailing spaces                repair: trimmed
+                           leading/trailing spaces                repair: trimmed (spaces only, as SQL TRIM)
                            in neither students nor applicants     fail  customer_not_found
     GivenName/Middle/Family  ':' tab newline                      repair: replaced by a space
                            over 100 characters                    repair: cut to 100
@@ -50,7 +50,9 @@ AMOUNT_INTEGER_DIGITS = 10
 CENT = Decimal("0.01")
 # A DOUBLE such as 0.1 + 0.2 reads back as 0.30000000000000004: noise, not a fraction of a cent.
 FLOAT_NOISE = Decimal("0.000001")
-FORBIDDEN_NAME_CHARS = re.compile(r"[:\t\n\r]")
+# ':' tab and line breaks are forbidden in names (qbo_facts s.4); every Unicode line break counts.
+FORBIDDEN_NAME_CHARS = re.compile(r"[:\t\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+DOC_DIGITS = re.compile(r"0|[1-9][0-9]*")
 EMAIL_SHAPE = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+$")
 
 
@@ -60,8 +62,8 @@ def doc_number(invoice_id: int) -> str:
 
 
 def invoice_id_of(doc: str) -> int | None:
-    """The MIS id a DocNumber stands for, or None when it is not one of ours."""
-    if doc and doc.startswith(DOC_PREFIX) and doc[len(DOC_PREFIX):].isdigit():
+    """The MIS id a DocNumber stands for, or None when it is not one we write (MIS-{id})."""
+    if doc and doc.startswith(DOC_PREFIX) and DOC_DIGITS.fullmatch(doc[len(DOC_PREFIX):]):
         return int(doc[len(DOC_PREFIX):])
     return None
 
@@ -77,6 +79,12 @@ def amount_in_cents(amount: Decimal | None) -> tuple[Decimal | None, Problem | N
         return None, _problem("amount_missing", "dept", "the amount (dept) is empty.", fix)
     if not amount.is_finite():
         return None, _problem("amount_invalid", "dept", f"the amount (dept) {amount} is not a number.", fix)
+    if amount.adjusted() >= AMOUNT_INTEGER_DIGITS:  # before quantize: 1E+30 would overflow it
+        return None, _problem("amount_too_large" if amount > 0 else "amount_not_positive", "dept",
+                              f"the amount (dept) {amount:E} has more than {AMOUNT_INTEGER_DIGITS} digits "
+                              "before the decimal point, QuickBooks' limit." if amount > 0 else
+                              f"the amount (dept) is {amount:E}; an invoice must charge more than 0.",
+                              fix if amount > 0 else "Enter the fee as a positive dept; credits are not invoices.")
     cents = amount.quantize(CENT, rounding=ROUND_HALF_UP)
     if abs(amount - cents) > FLOAT_NOISE:
         return None, _problem("amount_fraction", "dept",
@@ -107,14 +115,16 @@ def txn_date(value: date | str | None) -> tuple[str | None, Problem | None]:
 
 def display_name(reg_no: str | None) -> tuple[str | None, Problem | None]:
     """The Customer DisplayName for a reg_no (the reg_no itself, trimmed), or its problem."""
-    if reg_no is None or not reg_no.strip():
+    # Only spaces are trimmed: as SQL TRIM does, so analyze and the push give one verdict.
+    if reg_no is None or not reg_no.strip(" "):
         return None, _problem("reg_no_missing", "reg_no", "the reg_no is empty, so there is no customer.",
                               "Set tbl_imvoice.reg_no to the student's reg_no or the applicant's tracking_id.")
-    name = reg_no.strip()
-    if FORBIDDEN_NAME_CHARS.search(name):
+    name = reg_no.strip(" ")
+    if FORBIDDEN_NAME_CHARS.search(name) or name.strip() != name:
         return None, _problem("display_name_invalid", "reg_no",
-                              f"the reg_no {name!r} contains a colon, tab or line break, which QuickBooks "
-                              "forbids in a customer name.", "Correct the reg_no in the MIS.")
+                              f"the reg_no {name!r} contains a colon, tab or line break (or starts or ends "
+                              "with a blank other than a space), which QuickBooks forbids in a customer name.",
+                              "Correct the reg_no in the MIS.")
     if len(name) > DISPLAY_NAME_MAX:
         return None, _problem("display_name_too_long", "reg_no",
                               f"the reg_no is {len(name)} characters; QuickBooks allows {DISPLAY_NAME_MAX}.",
@@ -127,7 +137,7 @@ def _clean_name(value: str | None, field: str) -> tuple[str | None, str | None]:
         return None, None
     cleaned = " ".join(FORBIDDEN_NAME_CHARS.sub(" ", value).split())
     warning = None
-    if cleaned != " ".join(value.split()):
+    if FORBIDDEN_NAME_CHARS.search(value):
         warning = f"{field}: ':' / tab / line break replaced by a space"
     if len(cleaned) > NAME_MAX:
         cleaned = cleaned[:NAME_MAX].rstrip()
@@ -147,6 +157,8 @@ def customer_draft(person: Person) -> CustomerDraft:
         raise ValueError(f"customer_draft needs a valid reg_no: {problem}")
     payload: dict = {"DisplayName": name}
     warnings: list[str] = []
+    if name != person.reg_no:
+        warnings.append(f"reg_no {person.reg_no!r}: spaces around it trimmed")
     for field, value in (("GivenName", person.given_name), ("MiddleName", person.middle_name),
                          ("FamilyName", person.family_name)):
         cleaned, warning = _clean_name(value, field)
@@ -203,7 +215,11 @@ def plan_invoice(row: InvoiceRow, default_item_id: str | None = None) -> Invoice
     """Validate an MIS invoice and describe exactly what will be sent for it."""
     problems: list[Problem] = []
     warnings: list[str] = []
+    # The customer is named after the person's own reg_no: the MIS may match an invoice's reg_no
+    # to it case- and trailing-space-insensitively (MySQL collations), and one student is one customer.
     name, problem = display_name(row.reg_no)
+    if problem is None and row.person is not None:
+        name, problem = display_name(row.person.reg_no)
     if problem:
         problems.append(problem)
     elif row.person is None:
@@ -218,6 +234,8 @@ def plan_invoice(row: InvoiceRow, default_item_id: str | None = None) -> Invoice
     amount, problem = amount_in_cents(row.amount)
     if problem:
         problems.append(problem)
+    elif row.amount is not None and amount != row.amount:
+        warnings.append(f"amount {row.amount} read as {amount} (binary noise of a DOUBLE)")
     when, problem = txn_date(row.invoice_date)
     if problem:
         problems.append(problem)
@@ -263,6 +281,8 @@ def invoice_payload(plan: InvoicePlan, customer_id: str) -> dict:
     }
     if plan.private_note:
         body["PrivateNote"] = plan.private_note
+    if len(plan.doc_number) > DOC_NUMBER_MAX:
+        raise ValueError(f"DocNumber {plan.doc_number} is over {DOC_NUMBER_MAX} characters")
     return body
 
 

@@ -11,6 +11,7 @@ from enum import IntEnum
 class Status(IntEnum):
     """`tbl_imvoice.QuickBk_Status` (NULL reads as NOT_SYNCED)."""
 
+    UNKNOWN = -1  # a value the tool does not own (neither 0-3 nor NULL): left alone
     NOT_SYNCED = 0
     SYNCED = 1
     FAILED = 2
@@ -18,11 +19,13 @@ class Status(IntEnum):
 
     @classmethod
     def of(cls, raw: int | None) -> "Status":
-        """The status of a raw column value; NULL and unknown values count as not synced."""
-        try:
-            return cls(raw if raw is not None else 0)
-        except ValueError:
+        """The status of a raw column value; NULL counts as not synced, other values as UNKNOWN."""
+        if raw is None:
             return cls.NOT_SYNCED
+        try:
+            return cls(raw) if raw != cls.UNKNOWN else cls.UNKNOWN
+        except ValueError:
+            return cls.UNKNOWN
 
 
 @dataclass(frozen=True)

@@ -116,10 +116,19 @@ def _xml_fault_code(text: str) -> str | None:
     return text[start + len(marker):text.find('"', start + len(marker))]
 
 
+class _Refreshing(Retriable):
+    """Internal: the access token was refused and the next attempt refreshes it first."""
+
+    def __init__(self) -> None:
+        super().__init__("QuickBooks refused the access token; refreshing it.", code="3200")
+
+
 class _TimedAuthClient(AuthClient):
     """intuit-oauth's AuthClient with a timeout on every HTTP call (it has none: issues #18, #47, #52)."""
 
-    timeout: tuple[float, float] = (10.0, 60.0)
+    def __init__(self, *args: Any, timeout: tuple[float, float], **kwargs: Any) -> None:
+        self.timeout = timeout  # set first: the parent constructor already fetches the discovery document
+        super().__init__(*args, **kwargs)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self.timeout)
@@ -132,13 +141,13 @@ def auth_client(settings: Settings, *, access_token: str | None = None,
     settings.require("qbo_client_id", "qbo_client_secret")
     if settings.qbo_discovery_url:
         check_transport("QBO_DISCOVERY_URL", settings.qbo_discovery_url)
-    _TimedAuthClient.timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
     # AuthClient treats an environment it does not know as the discovery document's URL.
     target = settings.qbo_discovery_url or settings.qbo_environment
     try:
         client = _TimedAuthClient(settings.qbo_client_id, settings.qbo_client_secret.reveal(),  # type: ignore[union-attr]
                                   settings.qbo_redirect_uri, target, access_token=access_token,
-                                  refresh_token=refresh_token, realm_id=settings.qbo_realm_id)
+                                  refresh_token=refresh_token, realm_id=settings.qbo_realm_id,
+                                  timeout=(settings.connect_timeout_seconds, settings.read_timeout_seconds))
     except (requests.RequestException, AuthClientError, ValueError) as exc:
         raise ConfigError(f"Cannot fetch QuickBooks' OAuth discovery document: {type(exc).__name__}.",
                           fix="Check the network and QBO_DISCOVERY_URL / QBO_ENVIRONMENT.") from None
@@ -177,6 +186,7 @@ class Authorizer:
         self.clock = clock
         self._lock = threading.Lock()
         self._tokens: Tokens | None = None
+        self._refused: set[str] = set()
         self.refreshes = 0
 
     def _load(self) -> Tokens:
@@ -193,22 +203,24 @@ class Authorizer:
         return tokens
 
     def access_token(self) -> str:
-        """A valid access token, refreshed first when it is missing or about to expire."""
+        """A valid access token, refreshed first when missing, refused, or about to expire."""
         with self._lock:
-            if self._tokens is None or not self._tokens.access_valid(self.clock()):
-                self._tokens = self._refresh(refused=None)
+            tokens = self._tokens
+            if tokens is None or not tokens.access_valid(self.clock()) or tokens.access_token in self._refused:
+                self._tokens = self._refresh()
             return self._tokens.access_token  # type: ignore[return-value]
 
     def refused(self, access_token: str) -> None:
-        """QuickBooks refused this access token (401): refresh, unless another caller already did."""
+        """QuickBooks refused this access token (401): the next call refreshes, unless another
+        process already has."""
         with self._lock:
-            self._tokens = self._refresh(refused=access_token)
+            self._refused.add(access_token)
 
-    def _refresh(self, refused: str | None) -> Tokens:
+    def _refresh(self) -> Tokens:
         with self.store.lock():
             current = self._load()
             # Another process (or thread) may have refreshed while we waited for the lock.
-            if current.access_valid(self.clock()) and current.access_token != refused:
+            if current.access_valid(self.clock()) and current.access_token not in self._refused:
                 return current
             client = auth_client(self.settings, refresh_token=current.refresh_token)
             try:
@@ -265,6 +277,7 @@ class Qbo:
         self.reads = 0
         self.writes = 0
         self._count_lock = threading.Lock()
+        self._local = threading.local()
 
     def close(self) -> None:
         """Close connections and the limiter."""
@@ -278,6 +291,7 @@ class Qbo:
         body = data.encode("utf-8") if isinstance(data, str) else data
         with self.throttle.slot(batch=url.endswith("/batch")):
             token = self.authorizer.access_token()
+            self._local.token = token  # a 3200 fault in a 200/400 body names no token: this one
             headers["Authorization"] = f"Bearer {token}"
             try:
                 response = self._http.request(method, url, headers=headers, params=params, data=body,
@@ -318,25 +332,38 @@ class Qbo:
                                       fix="Check QBO_REALM_ID, then run `sync_invoices auth`.")
 
     def _call(self, operation: Callable[[], Any], *, reads: int = 0, writes: int = 0) -> Any:
-        """Run one QuickBooks call: retried when transient, re-authorized once on a 401."""
-        retrying = Retrying(retry=retry_if_exception_type(Retriable),
-                            stop=stop_after_attempt(self.settings.request_attempts),
-                            wait=self._wait, sleep=self._sleep, reraise=True,
-                            before_sleep=lambda state: log.warning("QuickBooks: %s; retrying",
-                                                                   _describe(state.outcome.exception())))
+        """Run one QuickBooks call: transient failures retried up to QBO_REQUEST_ATTEMPTS times;
+        a refused access token refreshed once and the call retried once (qbo_facts s.10)."""
         with self._count_lock:
             self.reads += reads
             self.writes += writes
-        reauthorized = False
-        while True:
+        refused_once = False
+
+        def attempt() -> Any:
+            nonlocal refused_once
             try:
-                return retrying(self._translated, operation)
-            except Reauthenticate as exc:
-                if reauthorized:
+                return self._translated(operation)
+            except Reauthenticate as refused:
+                if refused_once:
                     raise AuthorizationNeeded("QuickBooks refused a freshly refreshed access token.",
                                               fix="Run `sync_invoices auth` to connect the company again.") from None
-                reauthorized = True
-                self.authorizer.refused(exc.refused_token)
+                refused_once = True
+                # The next attempt refreshes first; a refresh that fails is retried like any call.
+                self.authorizer.refused(refused.refused_token or getattr(self._local, "token", ""))
+                raise _Refreshing() from None
+
+        def give_up(state: RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, _Refreshing):
+                return False
+            transient = state.attempt_number - int(refused_once)
+            return transient >= self.settings.request_attempts
+
+        retrying = Retrying(retry=retry_if_exception_type(Retriable), stop=give_up, wait=self._wait,
+                            sleep=self._sleep, reraise=True,
+                            before_sleep=lambda state: log.warning("QuickBooks: %s; retrying",
+                                                                   _describe(state.outcome.exception())))
+        return retrying(attempt)
 
     def _translated(self, operation: Callable[[], Any]) -> Any:
         try:
@@ -351,12 +378,15 @@ class Qbo:
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _Refreshing):
+            return 0.0
         if isinstance(error, Throttled):
             # Everyone pauses, not just this caller: QuickBooks counts the whole company.
             delay = error.retry_after if error.retry_after is not None else self.settings.throttle_wait_seconds
             self.throttle.pause(delay + random.uniform(0, min(5.0, delay * 0.1)))
             return 0.0
-        return wait_exponential_jitter(initial=1, max=30)(state)
+        return wait_exponential_jitter(initial=self.settings.backoff_seconds,
+                                       max=30 * self.settings.backoff_seconds)(state)
 
     # -- reads ------------------------------------------------------------------------------------
 

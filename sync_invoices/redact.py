@@ -15,7 +15,7 @@ _MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words
 # Bearer headers and token-shaped JSON fields are masked even when the value was never registered.
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(r'(?i)("?(?:access_token|refresh_token|client_secret|id_token)"?\s*[:=]\s*"?)[^"\s,&}]{4,}'),
+    re.compile(r"""(?i)(["']?(?:access_token|refresh_token|client_secret|id_token)["']?\s*[:=]\s*["']?)[^"'\s,&}]{4,}"""),
     re.compile(r"(?i)(basic\s+)[A-Za-z0-9+/=]{8,}"),
 )
 
@@ -39,10 +39,25 @@ class SecretRegistry:
         if not text:
             return text
         with self._lock:
-            values = sorted(self._values, key=len, reverse=True)
+            values = list(self._values)
+        # Mark every character covered by any secret first, so overlapping secrets are all masked.
+        covered = [False] * len(text)
         for value in values:
-            if value in text:
-                text = text.replace(value, MASK)
+            start = text.find(value)
+            while start >= 0:
+                covered[start:start + len(value)] = [True] * len(value)
+                start = text.find(value, start + 1)
+        if any(covered):
+            pieces, index = [], 0
+            while index < len(text):
+                if covered[index]:
+                    while index < len(text) and covered[index]:
+                        index += 1
+                    pieces.append(MASK)
+                else:
+                    pieces.append(text[index])
+                    index += 1
+            text = "".join(pieces)
         for pattern in _PATTERNS:
             text = pattern.sub(lambda m: m.group(1) + MASK, text)
         return text
@@ -60,7 +75,10 @@ class RedactingFilter(logging.Filter):
     """A logging filter that masks secrets in the formatted message and its arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string must not break the caller
+            message = f"{record.msg} {record.args}"
         record.msg = SECRETS.redact(message)
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:

@@ -7,6 +7,7 @@ Environment variables override the file; the file is `config/sync_invoices.toml`
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import tomllib
@@ -61,20 +62,24 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
-def _positive_float(name: str, raw: str) -> float:
+def _seconds(name: str, raw: str, *, zero_ok: bool) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}.", fix=f"Set {name} to e.g. 30.") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0, got {raw}.", fix=f"Set {name} to a positive number.")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        floor = "0 or more" if zero_ok else "greater than 0"
+        raise ConfigError(f"{name} must be a finite number {floor}, got {raw!r}.",
+                          fix=f"Set {name} to a number of seconds.")
     return value
 
 
+def _positive_float(name: str, raw: str) -> float:
+    return _seconds(name, raw, zero_ok=False)
+
+
 def _non_negative_float(name: str, raw: str) -> float:
-    if raw.strip() in ("0", "0.0"):
-        return 0.0
-    return _positive_float(name, raw)
+    return _seconds(name, raw, zero_ok=True)
 
 
 def _environment(name: str, raw: str) -> str:
@@ -88,7 +93,8 @@ def _environment(name: str, raw: str) -> str:
 def _database_url(name: str, raw: str) -> Secret:
     try:
         url = make_url(raw)
-    except ArgumentError:
+        url.port  # noqa: B018 (a port that is not a number only fails when read)
+    except (ArgumentError, ValueError):
         raise ConfigError(
             f"{name} is not a database URL.",
             fix=f"Set {name} like mysql+pymysql://user:password@host/mis or sqlite:///mis.sqlite.",
@@ -103,7 +109,7 @@ def _database_url(name: str, raw: str) -> Secret:
 
 def _item_id(name: str, raw: str) -> str:
     value = raw.strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise ConfigError(f"{name} must be a QuickBooks Item Id (digits), got {raw!r}.", fix=f"Set {name} to the Id of a Service item.")
     return value
 
@@ -155,6 +161,7 @@ class Settings:
     connect_timeout_seconds: float = _setting("QBO_CONNECT_TIMEOUT_SECONDS", _positive_float, 10.0)
     read_timeout_seconds: float = _setting("QBO_READ_TIMEOUT_SECONDS", _positive_float, 130.0)
     request_attempts: int = _setting("QBO_REQUEST_ATTEMPTS", _positive_int, 4)
+    backoff_seconds: float = _setting("QBO_BACKOFF_SECONDS", _positive_float, 1.0)
     max_attempts: int = _setting("SYNC_MAX_ATTEMPTS", _positive_int, 5)
     retry_delay_seconds: float = _setting("SYNC_RETRY_DELAY_SECONDS", _non_negative_float, 60.0)
     claim_lease_seconds: float = _setting("SYNC_CLAIM_LEASE_SECONDS", _non_negative_float, 180.0)
@@ -203,8 +210,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}.", fix="Fix the file or remove it.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid UTF-8 TOML: {exc}.", fix="Fix the file or remove it.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror}.", fix="Check the file's permissions.") from None
     known = {f.metadata["env"].lower() for f in fields(Settings)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, DateTime, Float, Index, Integer, MetaData, SmallInteger, String,
+    BigInteger, Boolean, Column, DateTime, Double, Index, Integer, MetaData, SmallInteger, String,
     Table, Text, types,
 )
 from sqlalchemy.dialects import mysql
@@ -23,7 +23,7 @@ qb_metadata = MetaData()
 class MisMoney(types.TypeDecorator):
     """A DOUBLE amount read as the exact Decimal of its shortest repr (0.1 -> Decimal('0.1'))."""
 
-    impl = Float(asdecimal=False)
+    impl = Double(asdecimal=False)  # DOUBLE on MySQL/MariaDB, as in the school's schema
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Any) -> float | None:
@@ -89,7 +89,7 @@ income_category = Table(
     Column("description", String(255), nullable=False, default=""),
     Column("category", String(200), nullable=False, default=""),
     Column("camp_id", Integer),
-    Column("amount", Float, nullable=False, default=0),
+    Column("amount", Double(asdecimal=False), nullable=False, default=0),
     Column("QuickBk_ctgId", Integer),
 )
 

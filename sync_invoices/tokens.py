@@ -37,9 +37,13 @@ class Tokens:
     updated_at: datetime | None = None
 
     def access_valid(self, now: datetime, margin: timedelta = timedelta(seconds=120)) -> bool:
-        """True when the access token exists and will not expire within `margin`."""
-        return bool(self.access_token) and self.access_token_expires_at is not None \
-            and self.access_token_expires_at - margin > now
+        """True when the access token exists and will not expire within `margin` (at most a
+        quarter of its lifetime, so short-lived tokens are not refreshed before every call)."""
+        if not self.access_token or self.access_token_expires_at is None:
+            return False
+        if self.updated_at is not None:
+            margin = min(margin, (self.access_token_expires_at - self.updated_at) / 4)
+        return self.access_token_expires_at - margin > now
 
     def rotated(self, *, access_token: str, refresh_token: str, expires_in: float | None,
                 refresh_expires_in: float | None, hard_expires_in: float | None, now: datetime) -> "Tokens":
@@ -61,6 +65,9 @@ def _to_json(tokens: Tokens) -> str:
 
 def _from_json(text: str) -> Tokens:
     data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("refresh_token"), str) \
+            or not isinstance(data.get("realm_id"), str):
+        raise ValueError("not a token store")
     for key in ("access_token_expires_at", "refresh_token_expires_at", "refresh_token_hard_expires_at", "updated_at"):
         if data.get(key):
             data[key] = datetime.fromisoformat(data[key]).astimezone(timezone.utc)
@@ -78,15 +85,15 @@ class TokenStore:
     def load(self) -> Tokens | None:
         """The stored tokens, or None when the store is empty."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise ConfigError(f"Cannot read the token store {self.path}: {exc.strerror}.",
                               fix="Check SYNC_INVOICES_TOKEN_FILE and its permissions.") from None
         try:
-            tokens = _from_json(text)
-        except (ValueError, TypeError, KeyError):
+            tokens = _from_json(raw.decode("utf-8"))
+        except (ValueError, TypeError, KeyError, AttributeError):
             raise AuthorizationNeeded(f"The token store {self.path} is damaged.",
                                       fix="Run `sync_invoices auth` to connect QuickBooks again.") from None
         SECRETS.register(tokens.access_token, tokens.refresh_token)

@@ -241,7 +241,7 @@ class InvoiceWriter:
         for item in items:
             row = rows.get(item.invoice_id)
             person = row.person if row else None
-            name = (row.reg_no or "").strip() if row else ""
+            name = person.reg_no.strip(" ") if person else ""
             try:
                 verdict = self.customers.check_stored(item.customer_id, name)
             except Retriable as error:

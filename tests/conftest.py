@@ -110,11 +110,17 @@ def mis(mis_url: str) -> Iterator[Mis]:
         db.close()
 
 
+def random_realm() -> str:
+    """A QuickBooks company id no other test uses."""
+    return str(9130350000000000 + uuid.uuid4().int % 10**12)
+
+
 @pytest.fixture
 def sandbox() -> Iterator["object"]:
     """A running local QuickBooks sandbox with no latency."""
     from qbo_sandbox import Sandbox, SandboxConfig
-    with Sandbox(SandboxConfig(seed=3)) as sb:
+    # A company of its own per test: the company lock is server-wide on MariaDB.
+    with Sandbox(SandboxConfig(seed=3, realm_id=random_realm())) as sb:
         yield sb
 
 

@@ -187,9 +187,6 @@ def test_invalid_file_value_is_a_config_error_naming_the_variable(tmp_path: Path
     assert variable in caught.value.message
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: settings._database_url (line 91) catches only sqlalchemy ArgumentError; make_url raises a plain "
-    "ValueError for a non-numeric port, so the CLI reports 'Unexpected error' with exit 1, not exit 2"))
 @pytest.mark.parametrize("raw", [f"mysql+pymysql://sync:{DB_PASSWORD}@db:notaport/mis",
                                  f"mysql+pymysql://sync:{DB_PASSWORD}@[::1/mis"])
 def test_database_url_with_a_bad_port_is_a_config_error(tmp_path: Path, raw: str) -> None:
@@ -199,9 +196,6 @@ def test_database_url_with_a_bad_port_is_a_config_error(tmp_path: Path, raw: str
     assert DB_PASSWORD not in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: settings._positive_float/_non_negative_float (lines 64-77) accept float('nan') and float('inf') "
-    "because `value <= 0` is False for both: QBO_THROTTLE_WAIT_SECONDS=nan or inf is accepted"))
 @pytest.mark.parametrize("variable", ["QBO_THROTTLE_WAIT_SECONDS", "SYNC_RETRY_DELAY_SECONDS"])
 @pytest.mark.parametrize("raw", ["nan", "inf", "1e400"])
 def test_non_finite_seconds_are_refused(tmp_path: Path, variable: str, raw: str) -> None:
@@ -209,9 +203,6 @@ def test_non_finite_seconds_are_refused(tmp_path: Path, variable: str, raw: str)
         load(tmp_path, **{variable: raw})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: settings._non_negative_float (line 74) accepts zero only when spelled '0' or '0.0'; "
-    "'0.00' and '0e0' are refused with 'must be greater than 0'"))
 @pytest.mark.parametrize("variable", ["QBO_THROTTLE_WAIT_SECONDS", "SYNC_RETRY_DELAY_SECONDS"])
 def test_zero_seconds_gets_one_verdict_however_it_is_spelled(tmp_path: Path, variable: str) -> None:
     verdicts = set()
@@ -246,9 +237,6 @@ def test_invalid_toml_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
     assert str(path) in caught.value.message
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=(
-    "BUG: settings._read_toml (lines 202-207) catches only TOMLDecodeError; a file that is not UTF-8 "
-    "(e.g. a Latin-1 'é' saved by a Windows editor) raises UnicodeDecodeError: exit 1, not 2"))
 def test_toml_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes(b'# caf\xe9\nqbo_realm_id = "1"\n')
@@ -257,9 +245,6 @@ def test_toml_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     assert str(path) in caught.value.message
 
 
-@pytest.mark.xfail(strict=True, raises=PermissionError, reason=(
-    "BUG: settings._read_toml (lines 202-207) lets PermissionError/OSError from opening the file escape: "
-    "an unreadable config file gives a traceback-class error (exit 1), not ConfigError (exit 2)"))
 def test_unreadable_toml_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_toml(tmp_path, {"qbo_realm_id": "1"})
     real_open = pathlib.Path.open

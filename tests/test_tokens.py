@@ -174,22 +174,14 @@ DAMAGED_OK = [
     pytest.param(b'{"realm_id": "1", "refresh_token": "r", "updated_at": "yesterday"}', id="bad date"),
     pytest.param(b'{"realm_id": "1", "refresh_token": "r", "access_token_expires_at": 5}', id="number date"),
 ]
-NOT_AN_OBJECT = ("BUG: tokens._from_json (line 65) calls data.get() on whatever json.loads returned; a store "
+NOT_AN_OBJECT = ("BUG: tokens._from_json (line 69) calls data.get() on whatever json.loads returned; a store "
                  "holding valid JSON that is not an object raises AttributeError, not AuthorizationNeeded")
 DAMAGED_BUGS = [
-    pytest.param(b"[]", id="json list", marks=pytest.mark.xfail(strict=True, raises=AttributeError,
-                                                                reason=NOT_AN_OBJECT)),
-    pytest.param(b"null", id="json null", marks=pytest.mark.xfail(strict=True, raises=AttributeError,
-                                                                  reason=NOT_AN_OBJECT)),
-    pytest.param(b'"tokens"', id="json string", marks=pytest.mark.xfail(strict=True, raises=AttributeError,
-                                                                        reason=NOT_AN_OBJECT)),
-    pytest.param(b"\xff\xfe{\x00}", id="not utf-8", marks=pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-        reason="BUG: TokenStore.load (line 81) reads with read_text(encoding='utf-8') outside the damage "
-               "handler; a file that is not UTF-8 raises UnicodeDecodeError, not AuthorizationNeeded")),
-    pytest.param(b'{"realm_id": "1", "refresh_token": null}', id="null refresh token",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "BUG: tokens._from_json accepts refresh_token null (and realm_id null): the store is "
-                     "unusable but load() returns Tokens(refresh_token=None) instead of AuthorizationNeeded"))),
+    pytest.param(b"[]", id="json list"),
+    pytest.param(b"null", id="json null"),
+    pytest.param(b'"tokens"', id="json string"),
+    pytest.param(b"\xff\xfe{\x00}", id="not utf-8"),
+    pytest.param(b'{"realm_id": "1", "refresh_token": null}', id="null refresh token"),
 ]
 
 
@@ -305,6 +297,21 @@ def test_access_valid_respects_the_margin(expires_in: timedelta, margin: timedel
     tokens = Tokens(realm_id="1", refresh_token="r", access_token="a", access_token_expires_at=NOW + expires_in)
     result = tokens.access_valid(NOW) if margin is None else tokens.access_valid(NOW, margin)
     assert result is valid
+
+
+@pytest.mark.parametrize(("elapsed", "valid"), [(224, True), (226, False)])
+def test_access_valid_margin_is_at_most_a_quarter_of_the_lifetime(elapsed: int, valid: bool) -> None:
+    # A 300 s token issued at NOW: margin min(120 s, 75 s) = 75 s, so it is refreshed after 225 s.
+    tokens = Tokens(realm_id="1", refresh_token="r", access_token="a", updated_at=NOW,
+                    access_token_expires_at=NOW + timedelta(seconds=300))
+    assert tokens.access_valid(NOW + timedelta(seconds=elapsed)) is valid
+
+
+def test_access_valid_margin_of_a_one_hour_token_stays_120_seconds() -> None:
+    tokens = Tokens(realm_id="1", refresh_token="r", access_token="a", updated_at=NOW,
+                    access_token_expires_at=NOW + timedelta(hours=1))
+    assert tokens.access_valid(NOW + timedelta(seconds=3600 - 121))
+    assert not tokens.access_valid(NOW + timedelta(seconds=3600 - 120))
 
 
 def test_access_valid_needs_a_token_and_an_expiry() -> None:
