@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import fields
 import json
 import pathlib
 import socket
@@ -364,3 +365,12 @@ def test_secret_values_skip_what_is_not_set(tmp_path: Path) -> None:
     assert secret_values(Settings()) == []
     assert secret_values(load(tmp_path, MIS_DATABASE_URL="sqlite:///mis.sqlite")) == []
     assert secret_values(load(tmp_path, QBO_CLIENT_SECRET=CLIENT_SECRET)) == [CLIENT_SECRET]
+
+
+def test_the_example_config_loads_and_documents_every_setting() -> None:
+    example = Path(__file__).resolve().parents[1] / "config" / "sync_invoices.example.toml"
+    settings = load_settings(env={"SYNC_INVOICES_CONFIG": str(example)})
+    assert settings.qbo_environment == "production" and settings.qbo_realm_id
+    text = example.read_text()
+    for f in fields(Settings):
+        assert f.metadata["env"].lower() in text, f"{f.metadata['env']} is not documented in the example"
