@@ -1,5 +1,5 @@
 """`python -m sync_invoices` runs the command line."""
 
-from sync_invoices.cli import main
+from sync_invoices.entry import main
 
 main()

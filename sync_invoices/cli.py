@@ -20,7 +20,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import render, reports
-from .engine import Engine
 from .errors import ConfigError, SyncError
 from .mis import Mis, describe_db_error
 from .redact import SECRETS, install_log_filter
@@ -152,6 +151,8 @@ def run_push(settings: Settings, mis: Mis, command: str, *, batch_size: int, max
         eligible = mis.count_eligible()
         total = min(eligible, batch_size) if command == "batch" else (
             min(eligible, batch_size * max_batches) if max_batches else eligible)
+    from .engine import Engine  # the QuickBooks stack loads only when something is pushed
+
     console = console or Console(stderr=as_json)
     show_bar = total > 1 and not as_json
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -22,11 +22,9 @@ IN_LIST_SIZE = 100
 def analyze(mis: Mis, settings: Settings) -> dict[str, Any]:
     """Counts by status, amounts, and the eligible invoices that would fail pre-flight, by reason."""
     mis.ensure_tables()
-    counts = mis.counts()
-    counts["preflight_failures"] = mis.preflight_failures(settings.qbo_default_item_id)
-    counts["eligible"] = mis.count_eligible()
-    counts["status_index"] = mis.has_status_index()
-    return counts
+    overview = mis.overview(settings.qbo_default_item_id)
+    overview["status_index"] = mis.has_status_index()
+    return overview
 
 
 def _plan_json(plan: InvoicePlan) -> dict[str, Any]:
