@@ -62,7 +62,9 @@ def load(**overrides: Any) -> Settings:
 def open_mis(settings: Settings) -> Mis:
     """The MIS database of the settings (exit 2 when unset or unreachable)."""
     settings.require_mis()
-    return Mis.connect(settings.mis_database_url.reveal(), timeout=settings.db_timeout_seconds)  # type: ignore[union-attr]
+    mis = Mis.connect(settings.mis_database_url.reveal(), timeout=settings.db_timeout_seconds)  # type: ignore[union-attr]
+    mis.check_mis()
+    return mis
 
 
 def qbo_factory(settings: Settings) -> Callable[[], Any]:

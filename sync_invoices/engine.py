@@ -64,51 +64,58 @@ class Engine:
         settings.require_qbo()
         self.mis.ensure_tables()
         with company_lock(self.mis, settings.qbo_realm_id or "", settings.token_file.parent / "locks"):
-            run_id = self.mis.start_run(command, settings.pushed_by)
-            summary = RunSummary(run_id=run_id, started=self.mis.clock())
-            trail = AuditTrail(self.mis, settings.log_dir, run_id)
-            ledger = Ledger(self.mis, trail, pushed_by=settings.pushed_by, max_attempts=settings.max_attempts,
-                            retry_delay_seconds=settings.retry_delay_seconds)
-            ledger.on_settled = self._settled
-            exit_code, message = 1, ""
-            pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="qbo")
-            qbo: Qbo | None = None
+            qbo = self.qbo_factory()
             try:
-                qbo = self.qbo_factory()
+                # Before anything is written: an unreachable or unsuitable company changes nothing.
                 self._check_company(qbo)
-                customers = CustomerResolver(qbo, self.mis, trail, operations=settings.batch_operations, pool=pool)
-                writer = InvoiceWriter(qbo, self.mis, ledger, customers, operations=settings.batch_operations,
-                                       pool=pool, run_id=run_id)
-                run = _Run(qbo, ledger, customers, writer)
-                recovery = Recovery(qbo, self.mis, ledger, writer, lease_seconds=settings.claim_lease_seconds,
-                                    default_item_id=settings.qbo_default_item_id)
-                recovery.run()
-                self._lift_changed_quarantines(ledger)
-                if invoice_id is not None:
-                    asked = self._single(run, invoice_id)
-                else:
-                    asked = self._batches(run, batch_size, max_batches, all_batches=command == "all")
-                if command == "all" and self.mis.pending_writes():
-                    recovery.run()  # settle this run's own unanswered writes before ending
-                summary.remaining = self.mis.count_remaining()
-                exit_code = self._exit_code(command, asked)
-            except SyncError as error:
-                exit_code, message = error.exit_code, str(error)
-                raise
+                return self._run(qbo, command, batch_size=batch_size, max_batches=max_batches,
+                                 invoice_id=invoice_id)
             finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-                summary.synced = sum(1 for s in self.final.values() if s == Status.SYNCED)
-                summary.failed = sum(1 for s in self.final.values() if s == Status.FAILED)
-                summary.failed_ids = sorted(i for i, s in self.final.items() if s == Status.FAILED)
-                summary.adopted = ledger.adopted
-                summary.requests = qbo.throttle.stats.requests if qbo else 0
-                summary.finished = self.mis.clock()
-                self.mis.finish_run(run_id, synced=summary.synced, failed=summary.failed, adopted=summary.adopted,
-                                    remaining=summary.remaining, exit_code=exit_code, message=message)
-                if qbo is not None:
-                    qbo.close()
-            summary.exit_code = exit_code
-            return summary
+                qbo.close()
+
+    def _run(self, qbo: Qbo, command: str, *, batch_size: int, max_batches: int | None,
+             invoice_id: int | None) -> RunSummary:
+        settings = self.settings
+        run_id = self.mis.start_run(command, settings.pushed_by)
+        summary = RunSummary(run_id=run_id, started=self.mis.clock())
+        trail = AuditTrail(self.mis, settings.log_dir, run_id)
+        ledger = Ledger(self.mis, trail, pushed_by=settings.pushed_by, max_attempts=settings.max_attempts,
+                        retry_delay_seconds=settings.retry_delay_seconds)
+        ledger.on_settled = self._settled
+        exit_code, message = 1, ""
+        pool = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="qbo")
+        try:
+            customers = CustomerResolver(qbo, self.mis, trail, operations=settings.batch_operations, pool=pool)
+            writer = InvoiceWriter(qbo, self.mis, ledger, customers, operations=settings.batch_operations,
+                                   pool=pool, run_id=run_id)
+            run = _Run(qbo, ledger, customers, writer)
+            recovery = Recovery(qbo, self.mis, ledger, writer, lease_seconds=settings.claim_lease_seconds,
+                                default_item_id=settings.qbo_default_item_id)
+            recovery.run()
+            self._lift_changed_quarantines(ledger)
+            if invoice_id is not None:
+                asked = self._single(run, invoice_id)
+            else:
+                asked = self._batches(run, batch_size, max_batches, all_batches=command == "all")
+            if command == "all" and self.mis.pending_writes():
+                recovery.run()  # settle this run's own unanswered writes before ending
+            summary.remaining = self.mis.count_remaining()
+            exit_code = self._exit_code(command, asked)
+        except SyncError as error:
+            exit_code, message = error.exit_code, str(error)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            summary.synced = sum(1 for s in self.final.values() if s == Status.SYNCED)
+            summary.failed = sum(1 for s in self.final.values() if s == Status.FAILED)
+            summary.failed_ids = sorted(i for i, s in self.final.items() if s == Status.FAILED)
+            summary.adopted = ledger.adopted
+            summary.requests = qbo.throttle.stats.requests
+            summary.finished = self.mis.clock()
+            self.mis.finish_run(run_id, synced=summary.synced, failed=summary.failed, adopted=summary.adopted,
+                                remaining=summary.remaining, exit_code=exit_code, message=message)
+        summary.exit_code = exit_code
+        return summary
 
     def _settled(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:

@@ -167,6 +167,17 @@ class Mis:
         """Release every pooled connection."""
         self.engine.dispose()
 
+    def check_mis(self) -> None:
+        """ConfigError unless this database holds the MIS tables the tool reads."""
+        from sqlalchemy import inspect
+        present = set(inspect(self.engine).get_table_names())
+        needed = (t.invoice, t.personal_ug, t.online_application, t.income_category)
+        missing = [table.name for table in needed if table.name not in present]
+        if missing:
+            shown = self.engine.url.render_as_string(hide_password=True)
+            raise ConfigError(f"The database at {shown} has no {', '.join(sorted(missing))} table(s): it is not the MIS.",
+                              fix="Point MIS_DATABASE_URL at the school's MIS database.")
+
     # -- transactions -------------------------------------------------------------------------
 
     @contextmanager

@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
@@ -278,9 +279,12 @@ class Qbo:
         self.writes = 0
         self._count_lock = threading.Lock()
         self._local = threading.local()
+        # Lookups of many names go out together; the throttle still caps what is in flight.
+        self._readers = ThreadPoolExecutor(max_workers=settings.max_concurrency, thread_name_prefix="qbo-read")
 
     def close(self) -> None:
-        """Close connections and the limiter."""
+        """Close connections, the reader threads and the limiter."""
+        self._readers.shutdown(wait=True, cancel_futures=True)
         self._http.close()
         self.throttle.close()
 
@@ -428,14 +432,16 @@ class Qbo:
 
     def find_named(self, entity: str, names: Iterable[str], *, field: str = "DisplayName",
                    include_inactive: bool = True) -> list[dict]:
-        """Objects whose `field` is one of `names`, in IN (...) lists of 100, active and inactive."""
+        """Objects whose `field` is one of `names`, in IN (...) lists of 100 queried at once,
+        active and inactive."""
         unique = sorted(set(names))
-        found: list[dict] = []
         active = " AND Active IN (true, false)" if include_inactive else ""
-        for start in range(0, len(unique), IN_LIST_SIZE):
-            chunk = unique[start:start + IN_LIST_SIZE]
-            found.extend(self.query(entity, f"{field} IN ({', '.join(quote(n) for n in chunk)}){active}"))
-        return found
+        clauses = [f"{field} IN ({', '.join(quote(n) for n in unique[i:i + IN_LIST_SIZE])}){active}"
+                   for i in range(0, len(unique), IN_LIST_SIZE)]
+        if len(clauses) <= 1:
+            return [found for clause in clauses for found in self.query(entity, clause)]
+        pages = list(self._readers.map(lambda clause: self.query(entity, clause), clauses))
+        return [found for page in pages for found in page]
 
     def find_invoices(self, doc_numbers: Iterable[str]) -> dict[str, list[dict]]:
         """Invoices by DocNumber, grouped: {DocNumber: [invoice, ...]}."""

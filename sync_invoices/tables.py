@@ -78,7 +78,7 @@ campus = Table(
     Column("camp_id", Integer, primary_key=True, autoincrement=False),
     Column("camp_full_name", String(50), nullable=False),
     Column("camp_short_name", String(20), nullable=False),
-    Column("camp_active", Integer, nullable=False, default=1),
+    Column("camp_active", Integer, nullable=False, server_default="1"),
     Column("quickbooks_id", Integer),
 )
 
@@ -86,10 +86,10 @@ income_category = Table(
     "tbl_income_category", mis_metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("name", String(100), nullable=False),
-    Column("description", String(255), nullable=False, default=""),
-    Column("category", String(200), nullable=False, default=""),
+    Column("description", String(255), nullable=False, server_default=""),
+    Column("category", String(200), nullable=False, server_default=""),
     Column("camp_id", Integer),
-    Column("amount", Double(asdecimal=False), nullable=False, default=0),
+    Column("amount", Double(asdecimal=False), nullable=False, server_default="0"),
     Column("QuickBk_ctgId", Integer),
 )
 
@@ -144,12 +144,12 @@ invoice = Table(
     Column("user", String(20)),
     Column("date", MisDateTime),
     Column("intake_id", Integer),
-    Column("QuickBk_Status", Integer, default=0),
+    Column("QuickBk_Status", Integer, server_default="0"),
     Column("pushed_by", String(200)),
     Column("pushed_date", DateTime),
     Column("quickbooks_id", String(255)),
     Column("sync_token", String(10)),
-    Column("is_prepayment", SmallInteger, default=0),
+    Column("is_prepayment", SmallInteger, server_default="0"),
 )
 
 STATUS_INDEX_NAME = "idx_imvoice_qb_status"

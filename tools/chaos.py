@@ -19,30 +19,24 @@ The test suite (tests/test_exactly_once.py) runs the same scenarios and requires
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
-from qbo_sandbox import Faults, Sandbox, SandboxConfig
-from sync_invoices import tables as t
-from sync_invoices.demo_data import populate
-from sync_invoices.failpoints import POINTS
-from sync_invoices.mis import Mis
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/lab.py, when loaded from elsewhere
+from lab import Lab  # noqa: E402
 
-MARIADB_SERVER = os.environ.get("CHAOS_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+from qbo_sandbox import Faults  # noqa: E402
+from sync_invoices import tables as t  # noqa: E402
+from sync_invoices.failpoints import POINTS  # noqa: E402
 
 
 @dataclass
@@ -67,112 +61,25 @@ class Tally:
         return self.duplicates == self.lost == self.stuck == self.wrong == 0
 
 
-def scratch_mis(kind: str) -> tuple[str, Callable[[], None]]:
-    """A fresh, empty MIS database; returns its URL and a function that drops it."""
-    if kind == "sqlite":
-        folder = tempfile.mkdtemp(prefix="chaos-mis-")
-        return f"sqlite:///{folder}/mis.sqlite", lambda: None
-    name = f"si_chaos_{uuid.uuid4().hex[:10]}"
-    server = create_engine(MARIADB_SERVER, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
-    url = make_url(MARIADB_SERVER).set(database=name).render_as_string(hide_password=False)
-
-    def drop() -> None:
-        with server.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        server.dispose()
-    return url, drop
-
-
-class Lab:
-    """One MIS, one sandbox company, and the environment to run the CLI against them."""
-
-    def __init__(self, kind: str, *, invoices: int, students: int, latency_ms: float = 0.0,
-                 faults: Faults | None = None, env: dict[str, str] | None = None, seed: int = 1) -> None:
-        self.url, self._drop = scratch_mis(kind)
-        self.workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
-        realm = str(9130350000000000 + uuid.uuid4().int % 10**12)  # the company lock is server-wide
-        self.sandbox = Sandbox(SandboxConfig(latency_ms=latency_ms, seed=seed, realm_id=realm)).start()
-        items = [str(self.sandbox.create("Item", {"Name": f"Fee {n}", "Type": "Service"})["Id"]) for n in range(5)]
-        self.mis = Mis.connect(self.url)
-        self.mis.create_mis()
-        self.mis.ensure_tables()
-        self.generated = populate(self.mis, invoices=invoices, students=students,
-                                  applicants=max(students // 10, 1), item_ids=items, seed=seed)
-        if faults is not None:
-            self.sandbox.set_faults(faults)
-        tokens = self.sandbox.issue_tokens()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "SYNC_", "MIS_"))}
-        (self.workdir / "none.toml").write_text("")
-        self.env.update({
-            "MIS_DATABASE_URL": self.url, "QBO_CLIENT_ID": self.sandbox.config.client_id,
-            "QBO_CLIENT_SECRET": self.sandbox.config.client_secret, "QBO_REALM_ID": self.sandbox.config.realm_id,
-            "QBO_REFRESH_TOKEN": tokens["refresh_token"], "QBO_API_BASE": self.sandbox.api_base,
-            "QBO_DISCOVERY_URL": self.sandbox.discovery_url, "SYNC_INVOICES_CONFIG": str(self.workdir / "none.toml"),
-            "SYNC_INVOICES_TOKEN_FILE": str(self.workdir / "state" / "tokens.json"),
-            "SYNC_INVOICES_LOG_DIR": str(self.workdir / "logs"), "QBO_THROTTLE_WAIT_SECONDS": "0.2",
-            "QBO_READ_TIMEOUT_SECONDS": "5", "QBO_CONNECT_TIMEOUT_SECONDS": "2", "QBO_BACKOFF_SECONDS": "0.05",
-        })
-        self.env.update(env or {})
-        self.runs = 0
-        self.kills = 0
-
-    def command(self, *args: str) -> list[str]:
-        """The CLI command line."""
-        return [sys.executable, "-m", "sync_invoices", *args]
-
-    def run(self, *args: str, failpoint: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-        """Run the CLI to its end (or its failpoint's SIGKILL)."""
-        env = dict(self.env, SYNC_INVOICES_FAILPOINT=failpoint) if failpoint else self.env
-        self.runs += 1
-        result = subprocess.run(self.command(*args), env=env, capture_output=True, text=True, timeout=timeout)
-        if result.returncode == -signal.SIGKILL:
-            self.kills += 1
-        return result
-
-    def start(self, *args: str) -> subprocess.Popen:
-        """Start the CLI in the background."""
-        self.runs += 1
-        return subprocess.Popen(self.command(*args), env=self.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-
-    def finish(self, max_runs: int = 12, batch_size: int = 30) -> subprocess.CompletedProcess:
-        """Re-run `all` until nothing is left to do (exit 0, or 1 with only failed rows left)."""
-        result = self.run("all", "--batch-size", str(batch_size))
-        for _ in range(max_runs - 1):
-            counts = self.mis.counts()
-            if result.returncode in (0, 1) and counts["not_synced"] == counts["in_progress"] == 0 \
-                    and self.mis.count_eligible() == 0 and not self.mis.pending_writes():
-                break
-            result = self.run("all", "--batch-size", str(batch_size))
-        return result
-
-    def tally(self, scenario: str) -> Tally:
-        """Count duplicates, lost, stuck and wrong links."""
-        qbo = Counter(inv["DocNumber"] for inv in self.sandbox.entities("Invoice"))
-        qbo_id = {inv["DocNumber"]: inv["Id"] for inv in self.sandbox.entities("Invoice")}
-        with self.mis.read() as conn:
-            rows = {r.id: r for r in conn.execute(select(t.invoice.c.id, t.invoice.c.QuickBk_Status,
-                                                         t.invoice.c.quickbooks_id))}
-        tally = Tally(scenario, invoices=len(rows), runs=self.runs, kills=self.kills)
-        tally.duplicates = sum(n - 1 for n in qbo.values() if n > 1)
-        tally.stuck = sum(1 for r in rows.values() if r.QuickBk_Status == 3)
-        for invoice_id in self.generated.good:
-            row, doc = rows[invoice_id], f"MIS-{invoice_id}"
-            if row.QuickBk_Status != 1 or qbo[doc] == 0:
-                tally.lost += 1
-                tally.notes.append(f"lost {invoice_id}: status {row.QuickBk_Status}, in QuickBooks {qbo[doc]}x")
-            elif row.quickbooks_id != qbo_id[doc]:
-                tally.wrong += 1
-        tally.lost += sum(1 for i in self.generated.bad if qbo[f"MIS-{i}"])  # a bad row must never arrive
-        return tally
-
-    def close(self) -> None:
-        """Stop the sandbox and drop the MIS."""
-        self.sandbox.stop()
-        self.mis.close()
-        self._drop()
+def tally(lab: Lab, scenario: str) -> Tally:
+    """Count duplicates, lost, stuck and wrong links."""
+    qbo = Counter(inv["DocNumber"] for inv in lab.sandbox.entities("Invoice"))
+    qbo_id = {inv["DocNumber"]: inv["Id"] for inv in lab.sandbox.entities("Invoice")}
+    with lab.mis.read() as conn:
+        rows = {r.id: r for r in conn.execute(select(t.invoice.c.id, t.invoice.c.QuickBk_Status,
+                                                     t.invoice.c.quickbooks_id))}
+    tally = Tally(scenario, invoices=len(rows), runs=lab.runs, kills=lab.kills)
+    tally.duplicates = sum(n - 1 for n in qbo.values() if n > 1)
+    tally.stuck = sum(1 for r in rows.values() if r.QuickBk_Status == 3)
+    for invoice_id in lab.generated.good:
+        row, doc = rows[invoice_id], f"MIS-{invoice_id}"
+        if row.QuickBk_Status != 1 or qbo[doc] == 0:
+            tally.lost += 1
+            tally.notes.append(f"lost {invoice_id}: status {row.QuickBk_Status}, in QuickBooks {qbo[doc]}x")
+        elif row.quickbooks_id != qbo_id[doc]:
+            tally.wrong += 1
+    tally.lost += sum(1 for i in lab.generated.bad if qbo[f"MIS-{i}"])  # a bad row must never arrive
+    return tally
 
 
 def _timed(scenario: Callable[..., Tally]) -> Callable[..., Tally]:
@@ -208,7 +115,7 @@ def kill_at_every_step(kind: str = "mariadb") -> Tally:
             if result.returncode != -signal.SIGKILL:
                 tally.notes.append(f"not killed (exit {result.returncode})")
             lab.finish()
-            found = lab.tally(f"{point}:{nth}")
+            found = tally(lab, f"{point}:{nth}")
             found.notes += tally.notes
             return found
         finally:
@@ -230,7 +137,7 @@ def random_kills(kind: str = "mariadb", *, kills: int = 20, invoices: int = 400,
                 lab.kills += 1
             process.wait()
         lab.finish()
-        return lab.tally("random_kills")
+        return tally(lab, "random_kills")
     finally:
         lab.close()
 
@@ -249,7 +156,7 @@ def all_faults(kind: str = "mariadb", *, invoices: int = 320, seed: int = 11) ->
     lab.sandbox.set_limits(batch_requests_per_minute=400)
     try:
         lab.finish(max_runs=15, batch_size=10)
-        tally = lab.tally("all_faults")
+        tally = tally(lab, "all_faults")
         tally.faults = dict(lab.sandbox.stats()["faults_injected"])
         return tally
     finally:
@@ -263,7 +170,7 @@ def two_runs_at_once(kind: str = "mariadb", *, invoices: int = 200) -> Tally:
     try:
         first, second = lab.start("all", "--batch-size", "20"), lab.start("all", "--batch-size", "20")
         codes = sorted((first.wait(), second.wait()))
-        tally = lab.tally("two_runs_at_once")
+        tally = tally(lab, "two_runs_at_once")
         if codes != [1, 4]:  # bad rows end failed (1); the loser exits 4
             tally.notes.append(f"exit codes {codes}")
         return tally
@@ -287,7 +194,7 @@ def tokens_expire_mid_run(kind: str = "mariadb", *, invoices: int = 200) -> Tall
         expirer.start()
         code = process.wait()
         stop.set()
-        tally = lab.tally("tokens_expire_mid_run")
+        tally = tally(lab, "tokens_expire_mid_run")
         refreshes = lab.sandbox.stats()["token_refreshes"]
         if code != 1 or refreshes < 2:
             tally.notes.append(f"exit {code}, {refreshes} refreshes: {process.stderr.read() if process.stderr else ''}")

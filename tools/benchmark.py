@@ -1,0 +1,274 @@
+"""Throughput of sync_invoices at QuickBooks' ceiling, against the local sandbox; and `analyze` on a
+million-row MariaDB MIS. Prints figures; asserts nothing.
+
+1. push: a MariaDB MIS of N invoices for M new customers, the sandbox enforcing QuickBooks'
+   limits (500 requests/min, 40 batch requests/min, 10 in flight) with realistic latency
+   (150 ms a request, plus 3 ms a batch operation); `sync_invoices all` as a user runs it.
+   The ceiling for the workload is its minimum number of batch requests (customers and invoices,
+   30 operations each) divided by the batch limit.
+2. known customers: N more invoices for the same customers: reads per invoice.
+3. plain loop: one invoice at a time with python-quickbooks, as integrations commonly do (look
+   the customer up, create it if missing, save the invoice), on the same sandbox, on a sample.
+4. analyze: `sync_invoices analyze --json` wall time (process start included) on 1,000,000 rows,
+   with and without the index `sync_invoices create-index` offers.
+
+    python tools/benchmark.py                       # real limits: about 4 minutes
+    python tools/benchmark.py --scale 0.1 --plain-sample 60 --analyze-rows 200000   # quick look
+
+--scale shrinks the rate window (60 s x scale) on both sides, keeping the request counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import requests
+from sqlalchemy import select, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lab import Lab, scratch_mis  # noqa: E402
+
+from intuitlib.client import AuthClient  # noqa: E402
+from quickbooks.client import QuickBooks  # noqa: E402
+from quickbooks.objects.base import Ref  # noqa: E402
+from quickbooks.objects.customer import Customer  # noqa: E402
+from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail  # noqa: E402
+from quickbooks.objects.invoice import Invoice  # noqa: E402
+from sync_invoices import tables as t  # noqa: E402
+from sync_invoices.mis import Mis  # noqa: E402
+
+OPERATIONS = 30
+LIMITS = {"requests_per_minute": 500, "batch_requests_per_minute": 40, "max_concurrency": 10}
+
+
+def limits_config(scale: float, latency_ms: float, op_latency_ms: float) -> dict:
+    """The sandbox configuration: QuickBooks' limits over a (scaled) window, realistic latency."""
+    return {**LIMITS, "window_seconds": 60.0 * scale, "latency_ms": latency_ms,
+            "latency_per_batch_op_ms": op_latency_ms}
+
+
+def client_env(scale: float) -> dict[str, str]:
+    """The client's own limiter set to the same limits and window; production waits and timeouts."""
+    return {"QBO_REQUESTS_PER_MINUTE": "500", "QBO_BATCH_REQUESTS_PER_MINUTE": "40", "QBO_MAX_CONCURRENCY": "10",
+            "QBO_RATE_WINDOW_SECONDS": str(60.0 * scale), "QBO_THROTTLE_WAIT_SECONDS": "60",
+            "QBO_READ_TIMEOUT_SECONDS": "130", "QBO_BACKOFF_SECONDS": "1"}
+
+
+def timed_push(lab: Lab, batch_size: int) -> tuple[float, dict, dict]:
+    """Run `sync_invoices all`; wall seconds, its JSON summary, and the sandbox's counters."""
+    lab.sandbox.reset_stats()
+    started = time.monotonic()
+    result = lab.run("all", "--batch-size", str(batch_size), "--json", timeout=3600)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        raise SystemExit(f"push failed ({result.returncode}): {result.stderr[-2000:]}")
+    return elapsed, json.loads(result.stdout), lab.sandbox.stats()
+
+
+def push_figures(args: argparse.Namespace) -> dict:
+    """Parts 1 and 2: the push at the ceiling, then reads per invoice with known customers."""
+    lab = Lab("mariadb", invoices=args.invoices, students=args.customers, applicants=0, bad_rows=False,
+              config=limits_config(args.scale, args.latency_ms, args.op_latency_ms), env=client_env(args.scale))
+    try:
+        with lab.mis.read() as conn:  # each student has invoices: M new customers, N invoices
+            customers = conn.scalar(select(text("COUNT(DISTINCT reg_no)")).select_from(t.invoice))
+        elapsed, summary, stats = timed_push(lab, args.batch_size)
+        min_batches = math.ceil(customers / OPERATIONS) + math.ceil(args.invoices / OPERATIONS)
+        ceiling_minutes = min_batches / LIMITS["batch_requests_per_minute"] * args.scale
+        # The limit is a sliding window: the first window's 40 requests may go at once.
+        windows = max(math.ceil(min_batches / LIMITS["batch_requests_per_minute"]) - 1, 0)
+        floor_minutes = windows * args.scale
+        figures = {
+            "invoices": args.invoices, "customers": customers, "synced": summary["synced"],
+            "seconds": round(elapsed, 1), "invoices_per_minute": round(args.invoices / (elapsed / 60), 1),
+            "min_batch_requests": min_batches, "batch_requests": stats["batch_requests"],
+            "requests": stats["requests"], "reads": stats["reads"],
+            "ceiling_seconds": round(ceiling_minutes * 60, 1),
+            "ratio_to_ceiling": round(ceiling_minutes * 60 / elapsed, 3),
+            "sliding_window_floor_seconds": round(floor_minutes * 60, 1),
+            "throttled": stats["throttled"], "throttled_real": stats["throttled_real"],
+            "max_in_flight": stats["max_in_flight"],
+        }
+        # Part 2: as many invoices again, for the same customers, now known (ids stored in the MIS).
+        with lab.mis.write() as conn:
+            conn.execute(text(
+                "INSERT INTO tbl_imvoice (reg_no, fee_category, dept, invoice_date, QuickBk_Status) "
+                "SELECT reg_no, fee_category, dept, invoice_date, 0 FROM tbl_imvoice ORDER BY id"))
+        if args.scale >= 1:  # let the first run's batch window drain, so only reads are measured
+            time.sleep(60)
+        elapsed2, summary2, stats2 = timed_push(lab, args.batch_size)
+        figures["known"] = {"invoices": summary2["synced"], "seconds": round(elapsed2, 1),
+                            "reads": stats2["reads"],
+                            "reads_per_invoice": round(stats2["reads"] / max(summary2["synced"], 1), 4),
+                            "throttled": stats2["throttled"]}
+        return figures
+    finally:
+        lab.close()
+
+
+class _PlainClient(QuickBooks):
+    """python-quickbooks as an integration would use it, pointed at the sandbox (plain http)."""
+
+    @property
+    def api_url(self) -> str:  # type: ignore[override]
+        return self._base
+
+    def process_request(self, request_type, url, headers="", params="", data=""):  # type: ignore[override]
+        headers.update({"Authorization": "Bearer " + self.auth_client.access_token})
+        return self._http.request(request_type, url, headers=headers, params=params, data=data, timeout=60)
+
+
+def plain_loop_figures(args: argparse.Namespace) -> dict:
+    """Part 3: one invoice per request (plus its customer lookup), sequentially, on the same limits."""
+    customers = max(1, round(args.plain_sample * args.customers / args.invoices))
+    lab = Lab("mariadb", invoices=args.plain_sample, students=customers, applicants=0, bad_rows=False,
+              config=limits_config(args.scale, args.latency_ms, args.op_latency_ms))
+    try:
+        tokens = lab.sandbox.issue_tokens()
+        auth = AuthClient(lab.sandbox.config.client_id, lab.sandbox.config.client_secret,
+                          "http://localhost:8765/callback", lab.sandbox.discovery_url,
+                          access_token=tokens["access_token"], refresh_token=tokens["refresh_token"])
+        qb = _PlainClient(auth_client=auth, refresh_token=tokens["refresh_token"],
+                          company_id=lab.sandbox.config.realm_id, minorversion=75)
+        qb._base, qb._http = lab.sandbox.api_base, requests.Session()
+        with lab.mis.read() as conn:
+            rows = conn.execute(select(t.invoice.c.id, t.invoice.c.reg_no, t.invoice.c.dept,
+                                       t.invoice.c.invoice_date, t.income_category.c.QuickBk_ctgId)
+                                .join(t.income_category, t.income_category.c.id == t.invoice.c.fee_category)
+                                .order_by(t.invoice.c.id)).all()
+        lab.sandbox.reset_stats()
+        started = time.monotonic()
+        for row in rows:
+            found = Customer.filter(DisplayName=row.reg_no, qb=qb)
+            if found:
+                customer = found[0]
+            else:
+                customer = Customer()
+                customer.DisplayName = row.reg_no
+                customer.save(qb=qb)
+            invoice = Invoice()
+            invoice.DocNumber = f"MIS-{row.id}"
+            invoice.TxnDate = row.invoice_date.date().isoformat()
+            invoice.CustomerRef = customer.to_ref()
+            line = SalesItemLine()
+            line.Amount = float(row.dept)  # as such loops do: a float
+            line.SalesItemLineDetail = SalesItemLineDetail()
+            line.SalesItemLineDetail.ItemRef = Ref()
+            line.SalesItemLineDetail.ItemRef.value = str(row.QuickBk_ctgId)
+            invoice.Line = [line]
+            invoice.save(qb=qb)
+            with lab.mis.write() as conn:
+                conn.execute(t.invoice.update().where(t.invoice.c.id == row.id).values(QuickBk_Status=1))
+        elapsed = time.monotonic() - started
+        stats = lab.sandbox.stats()
+        return {"invoices": len(rows), "customers": customers, "seconds": round(elapsed, 1),
+                "invoices_per_minute": round(len(rows) / (elapsed / 60), 1), "requests": stats["requests"],
+                "throttled": stats["throttled"]}
+    finally:
+        lab.close()
+
+
+def analyze_figures(args: argparse.Namespace) -> dict:
+    """Part 4: `sync_invoices analyze` on a large MariaDB MIS, without and with the status index."""
+    url, drop = scratch_mis("mariadb")
+    mis = Mis.connect(url)
+    try:
+        mis.create_mis()
+        rows, students = args.analyze_rows, max(args.analyze_rows // 50, 1)
+        backlog = max(rows - rows // 20, 0)  # 95% synced history, 5% of the rows still to push
+        started = time.monotonic()
+        with mis.write() as conn:
+            conn.execute(text("INSERT INTO tbl_income_category (id, name, QuickBk_ctgId) VALUES "
+                              "(1, 'Tuition Fee', 1), (2, 'Registration Fee', 2), (3, 'Library Fee', NULL)"))
+            conn.execute(text(
+                "INSERT INTO tbl_personal_ug (reg_no, fname, lname, email1, qk_id) "
+                "SELECT CONCAT('EAUR/', 2000 + seq % 25, '/', LPAD(seq, 6, '0')), 'Jean', 'Mukamana', "
+                f"CONCAT('s', seq, '@example.com'), IF(seq % 10 = 0, NULL, seq) FROM seq_1_to_{students}"))
+            conn.execute(text(
+                "INSERT INTO tbl_imvoice (reg_no, fee_category, dept, invoice_date, QuickBk_Status, quickbooks_id) "
+                f"SELECT CONCAT('EAUR/', 2000 + (seq % {students} + 1) % 25, '/', LPAD(seq % {students} + 1, 6, '0')), "
+                "1 + seq % 3, 1000 + (seq % 97) * 0.5, DATE_ADD('2015-01-01', INTERVAL seq % 4000 DAY), "
+                f"IF(seq > {backlog}, IF(seq % 50 = 0, 2, 0), 1), IF(seq > {backlog}, NULL, seq) "
+                f"FROM seq_1_to_{rows}"))
+        built = time.monotonic() - started
+        env = {**Lab.base_env(), "MIS_DATABASE_URL": url}
+
+        def wall() -> list[float]:
+            times = []
+            for _ in range(args.analyze_repeats):
+                begin = time.monotonic()
+                done = subprocess.run([sys.executable, "-m", "sync_invoices", "analyze", "--json"], env=env,
+                                      capture_output=True, text=True)
+                times.append(time.monotonic() - begin)
+                assert done.returncode == 0, done.stderr
+            return times
+
+        without = wall()
+        mis.create_status_index()
+        with_index = wall()
+        return {"rows": rows, "build_seconds": round(built, 1),
+                "without_index": {"best": round(min(without), 3), "median": round(statistics.median(without), 3)},
+                "with_index": {"best": round(min(with_index), 3), "median": round(statistics.median(with_index), 3)}}
+    finally:
+        mis.close()
+        drop()
+
+
+def main() -> int:
+    """Run the parts asked for and print their figures (and a JSON document with --json)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invoices", type=int, default=1500)
+    parser.add_argument("--customers", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=300, help="sync_invoices all --batch-size")
+    parser.add_argument("--scale", type=float, default=1.0, help="rate window = 60 s x scale")
+    parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument("--op-latency-ms", type=float, default=3.0)
+    parser.add_argument("--plain-sample", type=int, default=150, help="invoices for the plain loop")
+    parser.add_argument("--analyze-rows", type=int, default=1_000_000)
+    parser.add_argument("--analyze-repeats", type=int, default=5)
+    parser.add_argument("--part", choices=("push", "plain", "analyze"), action="append")
+    parser.add_argument("--json", action="store_true", help="also print all figures as one JSON document")
+    args = parser.parse_args()
+    parts = args.part or ["push", "plain", "analyze"]
+    figures: dict = {"date": date.today().isoformat(), "scale": args.scale, "latency_ms": args.latency_ms,
+                     "op_latency_ms": args.op_latency_ms}
+    if "push" in parts:
+        push = figures["push"] = push_figures(args)
+        print(f"push: {push['invoices']} invoices of {push['customers']} new customers in {push['seconds']} s = "
+              f"{push['invoices_per_minute']} invoices/min; {push['batch_requests']} batch requests "
+              f"(minimum {push['min_batch_requests']}), {push['requests']} requests, {push['reads']} reads")
+        print(f"      ceiling {push['ceiling_seconds']} s -> ratio {push['ratio_to_ceiling']:.0%} "
+              f"(sliding-window floor {push['sliding_window_floor_seconds']} s); 429s {push['throttled']}, "
+              f"highest in flight {push['max_in_flight']}")
+        known = push["known"]
+        print(f"known customers: {known['invoices']} invoices, {known['reads']} reads = "
+              f"{known['reads_per_invoice']} reads/invoice; 429s {known['throttled']}")
+    if "plain" in parts:
+        plain = figures["plain"] = plain_loop_figures(args)
+        print(f"plain loop: {plain['invoices']} invoices of {plain['customers']} customers in {plain['seconds']} s = "
+              f"{plain['invoices_per_minute']} invoices/min ({plain['requests']} requests, 429s {plain['throttled']})")
+        if "push" in figures:
+            speedup = figures["push"]["invoices_per_minute"] / plain["invoices_per_minute"]
+            figures["speedup_vs_plain"] = round(speedup, 1)
+            print(f"sync_invoices vs plain loop: {speedup:.1f}x invoices/min")
+    if "analyze" in parts:
+        analyze = figures["analyze"] = analyze_figures(args)
+        print(f"analyze on {analyze['rows']:,} rows (MariaDB, process start included): "
+              f"{analyze['with_index']['best']} s best / {analyze['with_index']['median']} s median with the "
+              f"status index; {analyze['without_index']['best']} s / {analyze['without_index']['median']} s without")
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
