@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from . import failpoints, wire
 from .audit import AuditTrail
-from .errors import QboError, Retriable, StaleObject
+from .errors import CompanyBlocked, QboError, Rejected, Retriable, StaleObject
 from .mis import Mis
 from .models import CustomerDraft, Person
 from .qbo import Qbo
@@ -153,6 +153,13 @@ class CustomerResolver:
                 answers = future.result()
             except Retriable as error:
                 result.failures.update({n: _transient(error) for n in chunk})
+                continue
+            except (Rejected, CompanyBlocked) as error:  # refused as a whole: nothing was created
+                result.failures.update({n: CustomerFailure(error.code or "customer_rejected",
+                                                           f"QuickBooks refused the customer batch: {error.describe()}",
+                                                           error.fix or "Nothing to do if this was passing trouble: "
+                                                           "it is retried automatically.", transient=True)
+                                        for n in chunk})
                 continue
             for i, name in enumerate(chunk):
                 answer = answers.get(f"c{i}")

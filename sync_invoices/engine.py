@@ -138,7 +138,7 @@ class Engine:
 
     def _exit_code(self, command: str, asked: list[int]) -> int:
         if command == "all":
-            return 1 if self.mis.counts()["failed"] else 0
+            return 1 if self.mis.count_status(Status.FAILED) else 0
         statuses = {s for i, s in self.final.items() if i in set(asked)}
         return 0 if statuses <= {Status.SYNCED} else 1
 
@@ -162,6 +162,12 @@ class Engine:
             raise ConfigError(f"Invoice {invoice_id} does not exist in tbl_imvoice.", fix="Check the id.")
         if rows[0].status == Status.SYNCED:
             self.final[invoice_id] = Status.SYNCED
+            return [invoice_id]
+        state = self.mis.load_states([invoice_id]).get(invoice_id)
+        if state is not None and state.request_id:
+            # Its last write is still unanswered (recovery could not settle it): a fresh write now
+            # could become a second invoice. The next run asks QuickBooks first.
+            self.final[invoice_id] = rows[0].status
             return [invoice_id]
         # The operator asked: quarantine and retry delays do not apply (SPEC s.4).
         self.mis.release_quarantine([invoice_id])

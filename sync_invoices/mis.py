@@ -248,6 +248,12 @@ class Mis:
         with self.read() as conn:
             return conn.scalar(select(func.count()).select_from(t.invoice).where(self._eligible(self.clock()))) or 0
 
+    def count_status(self, status: Status) -> int:
+        """How many invoices have this status."""
+        with self.read() as conn:
+            return conn.scalar(select(func.count()).select_from(t.invoice)
+                               .where(t.invoice.c.QuickBk_Status == int(status))) or 0
+
     def count_remaining(self) -> int:
         """Invoices not synced that the tool will still push by itself (not quarantined)."""
         s = t.invoice_state.c

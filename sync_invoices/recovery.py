@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from . import failpoints
-from .errors import QboError, Retriable
+from .errors import CompanyBlocked, QboError, Rejected, Retriable
 from .ledger import Ledger
 from .mapping import plan_invoice
 from .mis import Mis, PendingWrite
@@ -91,7 +91,7 @@ class Recovery:
                 resent = 1
                 try:
                     answers: dict | QboError = self.qbo.batch(write.request_id, write.body, len(write.items))
-                except Retriable as error:
+                except (Retriable, Rejected, CompanyBlocked) as error:
                     answers = error
                 failpoints.reached("recovery_resent")
                 outcomes.extend(self.writer.interpret(write, answers, rows, only=unresolved))

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 from . import failpoints, wire
 from .customers import CustomerResolver
-from .errors import CompanyBlocked, QboError, Retriable, SyncError
+from .errors import CompanyBlocked, QboError, Rejected, Retriable, SyncError
 from .ledger import Ledger
 from .mapping import invoice_id_of, invoice_matches, invoice_payload
 from .mis import InvoiceState, Mis
@@ -130,7 +130,7 @@ class InvoiceWriter:
                 write = futures[future]
                 try:
                     answers: dict | QboError = future.result()
-                except Retriable as error:
+                except (Retriable, Rejected, CompanyBlocked) as error:
                     answers = error
                 failpoints.reached("write_answered")
                 applied = self.interpret(write, answers, rows)
@@ -156,12 +156,20 @@ class InvoiceWriter:
         wanted = set(only) if only is not None else set(write.invoice_ids)
         items = [item for item in write.items if item.invoice_id in wanted]
         rid = write.request_id
-        if isinstance(answers, QboError):
+        if isinstance(answers, Retriable):
             # The request's fate is unknown (timeouts, 5xx): stay bound, recovery will ask QuickBooks.
             return [Outcome(i.invoice_id, Status.FAILED, "write_unanswered", answers.code or "transient",
                             f"QuickBooks did not answer: {answers.describe()}",
                             "Nothing to do: the invoice is settled automatically on the next run.",
                             request_id=rid, keep_pending=True) for i in items]
+        if isinstance(answers, QboError):
+            # QuickBooks refused the request as a whole: definitely answered, nothing was created.
+            if isinstance(answers, CompanyBlocked):
+                self.company_blocked = answers
+            return [Outcome(i.invoice_id, Status.FAILED, "failed", answers.code or "rejected",
+                            f"QuickBooks refused the whole batch: {answers.describe()}",
+                            answers.fix or "Nothing to do if this was passing trouble: it is retried automatically.",
+                            request_id=rid) for i in items]
         outcomes: list[Outcome] = []
         duplicates: list[WriteItem] = []
         refused_refs: list[WriteItem] = []
