@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from .errors import AuthorizationNeeded, ConfigError
+from .errors import AuthorizationNeeded, ConfigError, SyncError
 from .qbo import Authorizer, Qbo, auth_client, auth_error, authorization_url
 from .settings import Settings
 from .tokens import TokenStore, Tokens
@@ -123,12 +123,12 @@ def describe(settings: Settings, *, company_name: Callable[[], str] | None = Non
     if tokens is None:
         raise AuthorizationNeeded("No QuickBooks company is connected.", fix="Run `sync_invoices auth`.")
     now = datetime.now(timezone.utc)
-    name, problem = "", ""
+    name, problem, exit_code = "", "", 0
     if company_name is not None:
         try:
             name = company_name()
-        except (AuthorizationNeeded, ConfigError) as error:
-            problem = error.message
+        except SyncError as error:
+            problem, exit_code = error.message, error.exit_code
     warnings = []
     for label, moment in (("refresh token", tokens.refresh_token_expires_at),
                           ("5-year authorization", tokens.refresh_token_hard_expires_at)):
@@ -136,7 +136,7 @@ def describe(settings: Settings, *, company_name: Callable[[], str] | None = Non
             warnings.append(f"The {label} expires on {moment:%Y-%m-%d}: run `sync_invoices auth` before then.")
     def iso(m: datetime | None) -> str | None:
         return m.isoformat() if m else None
-    return {"realm_id": tokens.realm_id, "company": name, "problem": problem,
+    return {"realm_id": tokens.realm_id, "company": name, "problem": problem, "exit_code": exit_code,
             "access_token_expires_at": iso(tokens.access_token_expires_at),
             "refresh_token_expires_at": iso(tokens.refresh_token_expires_at),
             "refresh_token_hard_expires_at": iso(tokens.refresh_token_hard_expires_at),

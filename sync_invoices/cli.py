@@ -81,7 +81,7 @@ def emit(as_json: bool, data: Any, show: Callable[[Console, Any], None]) -> None
     if as_json:
         sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False) + "\n")
     else:
-        show(Console(), data)
+        show(Console(soft_wrap=True), data)
 
 
 @contextmanager
@@ -108,8 +108,9 @@ def _fail(as_json: bool, code: int, message: str, fix: str) -> None:
     message, fix = SECRETS.redact(message), SECRETS.redact(fix)
     if as_json:
         sys.stdout.write(json.dumps({"error": message, "fix": fix, "exit_code": code}) + "\n")
-    Console(stderr=True).print(f"[red]error:[/] {message}" + (f"\n[dim]fix:[/] {fix}" if fix else ""),
-                               highlight=False)
+    # soft_wrap: one line per message in a cron log, whatever the width.
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {message}" + (f"\n[dim]fix:[/] {fix}" if fix else ""),
+                                               highlight=False)
     raise typer.Exit(code)
 
 
@@ -155,10 +156,10 @@ def run_push(settings: Settings, mis: Mis, command: str, *, batch_size: int, max
             min(eligible, batch_size * max_batches) if max_batches else eligible)
     from .engine import Engine  # the QuickBooks stack loads only when something is pushed
 
-    console = console or Console(stderr=as_json)
-    show_bar = total > 1 and not as_json
+    console = console or Console(stderr=as_json, soft_wrap=True)
+    show_bar = total > 1 and not as_json and console.is_terminal  # no bar in a cron log
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, disable=not show_bar) as progress:
+                  TimeRemainingColumn(), console=console, disable=not show_bar, transient=True) as progress:
         task = progress.add_task(f"sync_invoices {command}", total=total)
         engine = Engine(settings, mis, qbo_factory(settings), progress=lambda n: progress.advance(task, n))
         summary = engine.push(command, batch_size=batch_size, max_batches=max_batches, invoice_id=invoice_id)
@@ -247,7 +248,9 @@ def auth_status(as_json: bool = JsonOption) -> None:
     from .auth import company_name_reader, describe
     with guarded(as_json):
         settings = load()
-        emit(as_json, describe(settings, company_name=company_name_reader(settings)), render.auth_status)
+        data = describe(settings, company_name=company_name_reader(settings))
+        emit(as_json, data, render.auth_status)
+    raise typer.Exit(data["exit_code"])  # 3 when the stored authorization no longer works
 
 
 @auth_app.command(name="revoke")
@@ -260,5 +263,16 @@ def auth_revoke() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: runs a command and exits with its code (SPEC s.1)."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as error:
+        # A usage error (click's, vendored by typer): exit 2, and honour --json even then.
+        if not (hasattr(error, "format_message") and hasattr(error, "show")):
+            raise
+        if "--json" in sys.argv[1:]:
+            sys.stdout.write(json.dumps({"error": error.format_message(), "fix": "See --help.",
+                                         "exit_code": getattr(error, "exit_code", 2)}) + "\n")
+        error.show()
+        sys.exit(getattr(error, "exit_code", 2))
+    sys.exit(code or 0)

@@ -365,8 +365,9 @@ class Mis:
         ]
 
     def _people(self, conn: Connection, invoice_ids: list[int]) -> dict[int, Person]:
-        # Students first, then applicants (SPEC s.3). The join is the database's own comparison
-        # (on MySQL case- and trailing-space-insensitive), the same one analyze's twin uses.
+        # Students first, then applicants (SPEC s.3), found by the invoice's reg_no trimmed of
+        # spaces. The join is the database's own comparison (on MySQL case-insensitive), the same
+        # one analyze's twin uses.
         # reg_no is not unique in tbl_personal_ug: the row linked to QuickBooks wins, then the oldest.
         found: dict[int, Person] = {}
         c, p, a = t.invoice.c, t.personal_ug.c, t.online_application.c
@@ -375,7 +376,7 @@ class Mis:
             rows = conn.execute(
                 select(c.id.label("invoice_id"), p.reg_no, p.fname, p.middlename, p.lname, p.phone1, p.phone2,
                        p.email1, p.email2, p.qk_id)
-                .select_from(t.invoice.join(t.personal_ug, p.reg_no == c.reg_no))
+                .select_from(t.invoice.join(t.personal_ug, _same_reg_no(p.reg_no, c.reg_no)))
                 .where(c.id.in_(chunk)).order_by(c.id, linked_last, p.per_id_ug))
             for r in rows:
                 if r.invoice_id not in found:
@@ -389,7 +390,7 @@ class Mis:
             rows = conn.execute(
                 select(c.id.label("invoice_id"), a.tracking_id, a.first_name, a.middlename, a.family_name,
                        a.phone1, a.email1, a.quickbooks_id)
-                .select_from(t.invoice.join(t.online_application, a.tracking_id == c.reg_no))
+                .select_from(t.invoice.join(t.online_application, _same_reg_no(a.tracking_id, c.reg_no)))
                 .where(c.id.in_(chunk)).order_by(c.id, applicant_last, a.appl_Id))
             for r in rows:
                 if r.invoice_id not in found:
@@ -601,7 +602,8 @@ class Mis:
             (or_(*(c.reg_no.contains(ch, autoescape=True) for ch in (":", "\t", "\n", "\r"))),
              "display_name_invalid"),
             (func.length(reg) > 500, "display_name_too_long"),
-            (and_(not_(exists().where(p.reg_no == c.reg_no)), not_(exists().where(a.tracking_id == c.reg_no))),
+            (and_(not_(exists().where(_same_reg_no(p.reg_no, c.reg_no))),
+                  not_(exists().where(_same_reg_no(a.tracking_id, c.reg_no)))),
              "customer_not_found"),
             (c.fee_category.is_(None), "category_missing"),
             (not_(category), "category_unknown"),
@@ -679,6 +681,12 @@ class Mis:
             query = query.where(t.audit.c.invoice_id == invoice_id)
         with self.read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _same_reg_no(person_key: Any, invoice_reg_no: Any) -> Any:
+    """The person an invoice's reg_no names: equal as stored, or once trimmed of spaces (two
+    equalities, so the index on the person's key still serves)."""
+    return or_(person_key == invoice_reg_no, person_key == func.trim(invoice_reg_no))
 
 
 def _state_of(row: Any) -> InvoiceState:

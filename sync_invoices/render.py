@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -72,11 +73,12 @@ def status(console: Console, data: dict[str, Any]) -> None:
         runs = Table(title="Last runs")
         for column in ("run", "command", "started", "finished", "synced", "failed", "adopted", "exit"):
             runs.add_column(column, no_wrap=True)
+        runs.add_column("by", overflow="fold")
         for r in data["runs"]:
             runs.add_row(str(r["id"]), r["command"], _short(r["started"])[5:16],
                          _short(r["finished"])[5:16] or "[yellow]running/died[/]",
                          str(r["synced"]), str(r["failed"]), str(r["adopted"]),
-                         "" if r["exit_code"] is None else str(r["exit_code"]))
+                         "" if r["exit_code"] is None else str(r["exit_code"]), r["pushed_by"])
         console.print(runs)
     if data["failures"]:
         console.print("[bold]Recent failures[/]")
@@ -114,7 +116,13 @@ def dry_run(console: Console, data: dict[str, Any]) -> None:
 
 
 def _short(moment: str | None) -> str:
-    return (moment or "")[:19].replace("T", " ")
+    """An ISO time from the JSON documents, shown in this machine's local time."""
+    if not moment:
+        return ""
+    try:
+        return datetime.fromisoformat(moment).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return moment[:19].replace("T", " ")
 
 
 def auth_status(console: Console, data: dict[str, Any]) -> None:

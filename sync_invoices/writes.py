@@ -104,6 +104,7 @@ class InvoiceWriter:
         self.pool = pool
         self.run_id = run_id
         self.company_blocked: CompanyBlocked | None = None
+        self.repairs: dict[int, str] = {}  # invoice id -> what was repaired to fit QuickBooks
 
     def send(self, ready: Sequence[tuple[InvoicePlan, str]], rows: dict[int, InvoiceRow],
              states: dict[int, InvoiceState], fingerprints: dict[int, str]) -> list[Outcome]:
@@ -111,6 +112,8 @@ class InvoiceWriter:
         writes = [build_write(ready[i:i + self.operations]) for i in range(0, len(ready), self.operations)]
         if not writes:
             return []
+        self.repairs.update({plan.invoice_id: "repaired: " + "; ".join(plan.warnings)
+                             for plan, _ in ready if plan.warnings})
         trail = self.ledger.trail
         records = [trail.record("write_recorded", i, old=Status.IN_PROGRESS, new=Status.IN_PROGRESS,
                                 request_id=w.request_id, message=f"batch of {len(w.items)} invoice(s)")
@@ -177,7 +180,8 @@ class InvoiceWriter:
             answer = answers.get(item.bid)
             if isinstance(answer, dict):
                 outcomes.append(Outcome(item.invoice_id, Status.SYNCED, "synced", qbo_id=str(answer.get("Id")),
-                                        sync_token=str(answer.get("SyncToken", "0")), request_id=rid))
+                                        sync_token=str(answer.get("SyncToken", "0")), request_id=rid,
+                                        reason=self.repairs.get(item.invoice_id, "")))
             elif answer is None:
                 outcomes.append(Outcome(item.invoice_id, Status.FAILED, "write_unanswered", "no_answer",
                                         "QuickBooks' answer did not mention this invoice.",
