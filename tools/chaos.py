@@ -61,7 +61,7 @@ class Tally:
         return self.duplicates == self.lost == self.stuck == self.wrong == 0
 
 
-def tally(lab: Lab, scenario: str) -> Tally:
+def measure(lab: Lab, scenario: str) -> Tally:
     """Count duplicates, lost, stuck and wrong links."""
     qbo = Counter(inv["DocNumber"] for inv in lab.sandbox.entities("Invoice"))
     qbo_id = {inv["DocNumber"]: inv["Id"] for inv in lab.sandbox.entities("Invoice")}
@@ -115,7 +115,7 @@ def kill_at_every_step(kind: str = "mariadb") -> Tally:
             if result.returncode != -signal.SIGKILL:
                 tally.notes.append(f"not killed (exit {result.returncode})")
             lab.finish()
-            found = tally(lab, f"{point}:{nth}")
+            found = measure(lab, f"{point}:{nth}")
             found.notes += tally.notes
             return found
         finally:
@@ -137,7 +137,7 @@ def random_kills(kind: str = "mariadb", *, kills: int = 20, invoices: int = 400,
                 lab.kills += 1
             process.wait()
         lab.finish()
-        return tally(lab, "random_kills")
+        return measure(lab, "random_kills")
     finally:
         lab.close()
 
@@ -156,7 +156,7 @@ def all_faults(kind: str = "mariadb", *, invoices: int = 320, seed: int = 11) ->
     lab.sandbox.set_limits(batch_requests_per_minute=400)
     try:
         lab.finish(max_runs=15, batch_size=10)
-        tally = tally(lab, "all_faults")
+        tally = measure(lab, "all_faults")
         tally.faults = dict(lab.sandbox.stats()["faults_injected"])
         return tally
     finally:
@@ -170,7 +170,7 @@ def two_runs_at_once(kind: str = "mariadb", *, invoices: int = 200) -> Tally:
     try:
         first, second = lab.start("all", "--batch-size", "20"), lab.start("all", "--batch-size", "20")
         codes = sorted((first.wait(), second.wait()))
-        tally = tally(lab, "two_runs_at_once")
+        tally = measure(lab, "two_runs_at_once")
         if codes != [1, 4]:  # bad rows end failed (1); the loser exits 4
             tally.notes.append(f"exit codes {codes}")
         return tally
@@ -194,7 +194,7 @@ def tokens_expire_mid_run(kind: str = "mariadb", *, invoices: int = 200) -> Tall
         expirer.start()
         code = process.wait()
         stop.set()
-        tally = tally(lab, "tokens_expire_mid_run")
+        tally = measure(lab, "tokens_expire_mid_run")
         refreshes = lab.sandbox.stats()["token_refreshes"]
         if code != 1 or refreshes < 2:
             tally.notes.append(f"exit {code}, {refreshes} refreshes: {process.stderr.read() if process.stderr else ''}")
