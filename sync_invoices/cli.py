@@ -159,7 +159,7 @@ def run_push(settings: Settings, mis: Mis, command: str, *, batch_size: int, max
     console = console or Console(stderr=as_json, soft_wrap=True)
     show_bar = total > 1 and not as_json and console.is_terminal  # no bar in a cron log
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, disable=not show_bar, transient=True) as progress:
+                  TimeRemainingColumn(), console=console, disable=not show_bar) as progress:
         task = progress.add_task(f"sync_invoices {command}", total=total)
         engine = Engine(settings, mis, qbo_factory(settings), progress=lambda n: progress.advance(task, n))
         summary = engine.push(command, batch_size=batch_size, max_batches=max_batches, invoice_id=invoice_id)

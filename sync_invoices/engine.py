@@ -13,11 +13,11 @@ from typing import Callable, Sequence
 from . import failpoints
 from .audit import AuditTrail
 from .customers import CustomerResolver
-from .errors import ConfigError, QboError, Retriable, SyncError
+from .errors import ConfigError, Retriable, SyncError
 from .ledger import Ledger
 from .lock import company_lock
 from .mapping import customer_draft, plan_invoice
-from .mis import Claimed, InvoiceState, Mis
+from .mis import Claimed, Mis
 from .models import InvoicePlan, InvoiceRow, Outcome, RunSummary, Status
 from .qbo import Qbo
 from .recovery import Recovery

@@ -12,18 +12,18 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import (
     Integer, String, and_, case, cast, create_engine, delete, event, exists, func, insert, literal,
-    not_, or_, select, text, update,
+    not_, or_, select, update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from . import tables as t
 from .errors import ConfigError

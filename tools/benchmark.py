@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import requests

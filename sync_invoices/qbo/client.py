@@ -1,53 +1,38 @@
-"""The QuickBooks side: the only importer of quickbooks (python-quickbooks) and intuitlib.
-
-Everything QuickBooks can answer is classified once, here, into the tree of errors.py:
-python-quickbooks raises the wrong exception or none for several answers (qbo_facts s.3, s.8:
-XML 429s become "Error reading json response", 5000-9999 fall to the base class, HTTP status and
-Retry-After are dropped), so the HTTP status is read in `process_request` before it parses.
-Retries of one request live in `Qbo._call` (tenacity), and nowhere else.
+"""python-quickbooks' client, sending through one edge: timeouts, the shared limiter, the HTTP status
+read before python-quickbooks parses, retries in one place (tenacity), and the domain operations
+the sync needs (queries by name and DocNumber, batch writes, reads).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
-from urllib.parse import urlsplit
+from typing import Any, Callable, Iterable
 
 import requests
-from intuitlib.client import AuthClient
-from intuitlib.enums import Scopes
-from intuitlib.exceptions import AuthClientError
 from quickbooks.client import QuickBooks
 from quickbooks.exceptions import AuthorizationException, QuickbooksException
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
-from . import wire
-from .errors import (
-    AuthorizationNeeded, CompanyBlocked, ConfigError, QboError, Reauthenticate, Rejected, Retriable,
-    StaleObject, Throttled,
-)
-from .redact import SECRETS
-from .settings import Settings
-from .throttle import Throttle
-from .tokens import TokenStore, Tokens
+from .. import wire
+from ..errors import AuthorizationNeeded, QboError, Reauthenticate, Rejected, Retriable, Throttled
+from ..redact import SECRETS
+from ..settings import Settings
+from ..throttle import Throttle
+from .faults import fault_error, fault_of, retry_after, xml_fault_code
+from .oauth import Authorizer, check_transport
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sync_invoices.qbo")
 
 MINOR_VERSION = 75  # values below 75 are ignored by QuickBooks since Aug 2025 (qbo_facts s.6)
 PAGE_SIZE = 1000  # QuickBooks' largest page; the default 100 truncates silently (python-quickbooks #1)
 IN_LIST_SIZE = 100
 API_BASES = {"sandbox": "https://sandbox-quickbooks.api.intuit.com/v3",
              "production": "https://quickbooks.api.intuit.com/v3"}
-HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
-COMPANY_BLOCKED_CODES = {"6190", "6200", "6210"}
-RETRIABLE_CODES = {"3001", "3003"}
 
 
 def quote(value: str) -> str:
@@ -55,190 +40,11 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_transport(name: str, url: str) -> None:
-    """Plain http:// only to a loopback address (the local sandbox); https everywhere else."""
-    scheme = urlsplit(url).scheme
-    if scheme == "https" or (scheme == "http" and _is_loopback(url)):
-        return
-    raise ConfigError(f"{name} must be an https:// URL (plain http is allowed only on loopback), got {url!r}.",
-                      fix=f"Fix {name}.")
-
-
-def fault_error(code: str, message: str, detail: str = "", *, http_status: int | None = None,
-                intuit_tid: str = "") -> QboError:
-    """The error a QuickBooks fault code stands for (qbo_facts s.3 code ranges)."""
-    kw = {"code": code, "detail": detail, "http_status": http_status, "intuit_tid": intuit_tid}
-    number = int(code) if code.isdigit() else 0
-    if code in RETRIABLE_CODES:
-        return Throttled(message, **kw)
-    if code == "3200" or http_status == 401:
-        return Reauthenticate(message, **kw)
-    if 0 < number < 500:
-        return AuthorizationNeeded(f"QuickBooks refused access ({code}: {message}).",
-                                   fix="Run `sync_invoices auth` to connect the company again.")
-    if code == "5010":
-        return StaleObject(message, **kw)
-    if code in COMPANY_BLOCKED_CODES:
-        return CompanyBlocked(message, fix="The QuickBooks company refuses writes (subscription or closed "
-                                           "books); an accountant must fix this in QuickBooks.", **kw)
-    if number >= 10000 or (http_status or 0) >= 500:
-        return Retriable(message, **kw)
-    return Rejected(message, **kw)
-
-
-def fault_of(body: Any) -> QboError | None:
-    """The first error of a QuickBooks Fault object (JSON, either letter case), if any."""
-    if not isinstance(body, dict):
-        return None
-    fault = body.get("Fault") or body.get("fault")
-    if not isinstance(fault, dict):
-        return None
-    errors = fault.get("Error") or fault.get("error") or [{}]
-    first = errors[0] if errors else {}
-    return fault_error(str(first.get("code", "")), str(first.get("Message") or first.get("message") or ""),
-                       str(first.get("Detail") or first.get("detail") or ""))
-
-
-def _xml_fault_code(text: str) -> str | None:
-    marker = 'code="'
-    start = text.find(marker)
-    if start < 0:
-        return None
-    return text[start + len(marker):text.find('"', start + len(marker))]
-
-
 class _Refreshing(Retriable):
     """Internal: the access token was refused and the next attempt refreshes it first."""
 
     def __init__(self) -> None:
         super().__init__("QuickBooks refused the access token; refreshing it.", code="3200")
-
-
-class _TimedAuthClient(AuthClient):
-    """intuit-oauth's AuthClient with a timeout on every HTTP call (it has none: issues #18, #47, #52)."""
-
-    def __init__(self, *args: Any, timeout: tuple[float, float], **kwargs: Any) -> None:
-        self.timeout = timeout  # set first: the parent constructor already fetches the discovery document
-        super().__init__(*args, **kwargs)
-
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, **kwargs)
-
-
-def auth_client(settings: Settings, *, access_token: str | None = None,
-                refresh_token: str | None = None) -> AuthClient:
-    """An AuthClient for the configured app, discovery fetched from QBO_DISCOVERY_URL when set."""
-    settings.require("qbo_client_id", "qbo_client_secret")
-    if settings.qbo_discovery_url:
-        check_transport("QBO_DISCOVERY_URL", settings.qbo_discovery_url)
-    # AuthClient treats an environment it does not know as the discovery document's URL.
-    target = settings.qbo_discovery_url or settings.qbo_environment
-    try:
-        client = _TimedAuthClient(settings.qbo_client_id, settings.qbo_client_secret.reveal(),  # type: ignore[union-attr]
-                                  settings.qbo_redirect_uri, target, access_token=access_token,
-                                  refresh_token=refresh_token, realm_id=settings.qbo_realm_id,
-                                  timeout=(settings.connect_timeout_seconds, settings.read_timeout_seconds))
-    except (requests.RequestException, AuthClientError, ValueError) as exc:
-        raise ConfigError(f"Cannot fetch QuickBooks' OAuth discovery document: {type(exc).__name__}.",
-                          fix="Check the network and QBO_DISCOVERY_URL / QBO_ENVIRONMENT.") from None
-    client.environment = settings.qbo_environment  # python-quickbooks matches 'sandbox' exactly
-    client.headers[HARD_EXPIRY_HEADER] = "true"
-    for endpoint in (client.token_endpoint, client.revoke_endpoint):
-        check_transport("the OAuth endpoint", endpoint)
-    return client
-
-
-def authorization_url(client: AuthClient, state: str) -> str:
-    """The consent page URL for the accounting scope."""
-    return client.get_authorization_url([Scopes.ACCOUNTING], state_token=state)
-
-
-def auth_error(exc: AuthClientError) -> Exception:
-    """What a failed token call means for the operator."""
-    content = exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else str(exc.content)
-    if exc.status_code == 400 and "invalid_grant" in content:
-        return AuthorizationNeeded("QuickBooks no longer accepts the stored refresh token (invalid_grant).",
-                                   fix="Run `sync_invoices auth` to connect the company again.")
-    if exc.status_code == 401:
-        return ConfigError("QuickBooks rejected the app's keys (invalid_client).",
-                           fix="Check QBO_CLIENT_ID and QBO_CLIENT_SECRET.")
-    return Retriable(f"QuickBooks' token service answered HTTP {exc.status_code}.", code=f"http_{exc.status_code}",
-                     http_status=exc.status_code, intuit_tid=exc.intuit_tid or "")
-
-
-class Authorizer:
-    """Hands out a valid access token; refreshes under the store's lock and saves before use."""
-
-    def __init__(self, settings: Settings, store: TokenStore,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
-        self.settings = settings
-        self.store = store
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._tokens: Tokens | None = None
-        self._refused: set[str] = set()
-        self.refreshes = 0
-
-    def _load(self) -> Tokens:
-        tokens = self.store.load()
-        if tokens is None and self.settings.qbo_refresh_token:
-            tokens = self.store.seed(self.settings.qbo_refresh_token.reveal(), self.settings.qbo_realm_id or "")
-        if tokens is None:
-            raise AuthorizationNeeded("No QuickBooks authorization is stored.",
-                                      fix="Run `sync_invoices auth`, or set QBO_REFRESH_TOKEN to seed the store.")
-        if self.settings.qbo_realm_id and tokens.realm_id and tokens.realm_id != self.settings.qbo_realm_id:
-            raise ConfigError(f"The token store {self.store.path} belongs to company {tokens.realm_id}, "
-                              f"not QBO_REALM_ID {self.settings.qbo_realm_id}.",
-                              fix="Point SYNC_INVOICES_TOKEN_FILE at that company's store, or run `sync_invoices auth`.")
-        return tokens
-
-    def access_token(self) -> str:
-        """A valid access token, refreshed first when missing, refused, or about to expire."""
-        with self._lock:
-            tokens = self._tokens
-            if tokens is None or not tokens.access_valid(self.clock()) or tokens.access_token in self._refused:
-                self._tokens = self._refresh()
-            return self._tokens.access_token  # type: ignore[return-value]
-
-    def refused(self, access_token: str) -> None:
-        """QuickBooks refused this access token (401): the next call refreshes, unless another
-        process already has."""
-        with self._lock:
-            self._refused.add(access_token)
-
-    def _refresh(self) -> Tokens:
-        with self.store.lock():
-            current = self._load()
-            # Another process (or thread) may have refreshed while we waited for the lock.
-            if current.access_valid(self.clock()) and current.access_token not in self._refused:
-                return current
-            client = auth_client(self.settings, refresh_token=current.refresh_token)
-            try:
-                client.refresh(refresh_token=current.refresh_token)
-            except AuthClientError as exc:
-                raise auth_error(exc) from None
-            except requests.RequestException as exc:
-                raise Retriable(f"Cannot reach QuickBooks' token service: {type(exc).__name__}.",
-                                code="connection") from None
-            fresh = current.rotated(
-                access_token=client.access_token, refresh_token=client.refresh_token or current.refresh_token,
-                expires_in=client.expires_in, refresh_expires_in=client.x_refresh_token_expires_in,
-                hard_expires_in=getattr(client, "x_refresh_token_hard_expires_in", None), now=self.clock())
-            # The rotated refresh token is on disk before anything uses the new access token.
-            self.store.save(fresh)
-            self.refreshes += 1
-            return fresh
 
 
 class _Client(QuickBooks):
@@ -319,10 +125,10 @@ class Qbo:
                                      intuit_tid=tid)
             refused.refused_token = token
             raise refused
-        throttled = status == 429 or (_xml_fault_code(text) == "3001" if text.lstrip().startswith("<") else False)
+        throttled = status == 429 or (xml_fault_code(text) == "3001" if text.lstrip().startswith("<") else False)
         if throttled:
             raise Throttled("QuickBooks throttled the request (429).", code="3001", http_status=status,
-                            intuit_tid=tid, retry_after=_retry_after(response.headers.get("Retry-After")))
+                            intuit_tid=tid, retry_after=retry_after(response.headers.get("Retry-After")))
         if status >= 500:
             try:
                 found = fault_of(wire.loads(text))
@@ -473,15 +279,6 @@ class Qbo:
         """Create or update one object (body already serialized) with a request id."""
         answer = self._call(lambda: self._client.create_object(entity, body, request_id=request_id), writes=1)
         return (answer or {}).get(entity, {})
-
-
-def _retry_after(raw: str | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
 
 
 def _root_cause(exc: BaseException) -> str:
