@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import (
     Integer, String, and_, case, cast, create_engine, delete, event, exists, func, insert, literal,
-    not_, or_, select, update,
+    not_, or_, select, union_all, update,
 )
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -365,40 +365,41 @@ class Mis:
         ]
 
     def _people(self, conn: Connection, invoice_ids: list[int]) -> dict[int, Person]:
-        # Students first, then applicants (SPEC s.3), found by the invoice's reg_no trimmed of
-        # spaces. The join is the database's own comparison (on MySQL case-insensitive), the same
-        # one analyze's twin uses.
-        # reg_no is not unique in tbl_personal_ug: the row linked to QuickBooks wins, then the oldest.
+        # Students first, then applicants (SPEC s.3), found by the invoice's reg_no as stored or
+        # trimmed of spaces. The match is the database's own comparison (on MySQL case-insensitive),
+        # the same one analyze's twin uses. reg_no is not unique in tbl_personal_ug: the row linked
+        # to QuickBooks wins, then the oldest.
         found: dict[int, Person] = {}
-        c, p, a = t.invoice.c, t.personal_ug.c, t.online_application.c
-        linked_last = or_(p.qk_id.is_(None), p.qk_id == "")
+        p, a = t.personal_ug.c, t.online_application.c
+        students = (p.reg_no, p.fname, p.middlename, p.lname, p.phone1, p.phone2, p.email1, p.email2,
+                    p.qk_id.label("qbo_id"), p.per_id_ug.label("row_id"))
         for chunk in _chunks(invoice_ids):
-            rows = conn.execute(
-                select(c.id.label("invoice_id"), p.reg_no, p.fname, p.middlename, p.lname, p.phone1, p.phone2,
-                       p.email1, p.email2, p.qk_id)
-                .select_from(t.invoice.join(t.personal_ug, _same_reg_no(p.reg_no, c.reg_no)))
-                .where(c.id.in_(chunk)).order_by(c.id, linked_last, p.per_id_ug))
-            for r in rows:
-                if r.invoice_id not in found:
-                    found[r.invoice_id] = Person("student", r.reg_no, r.fname, r.middlename, r.lname,
-                                                 emails=tuple(e for e in (r.email1, r.email2) if e),
-                                                 phones=tuple(x for x in (r.phone1, r.phone2) if x),
-                                                 qbo_id=r.qk_id or None)
+            for r in self._matches(conn, chunk, t.personal_ug, p.reg_no, students):
+                found.setdefault(r.invoice_id, Person(
+                    "student", r.reg_no, r.fname, r.middlename, r.lname,
+                    emails=tuple(e for e in (r.email1, r.email2) if e),
+                    phones=tuple(x for x in (r.phone1, r.phone2) if x), qbo_id=r.qbo_id or None))
         missing = [i for i in invoice_ids if i not in found]
-        applicant_last = or_(a.quickbooks_id.is_(None), a.quickbooks_id == "")
+        applicants = (a.tracking_id.label("reg_no"), a.first_name, a.middlename, a.family_name, a.phone1, a.email1,
+                      a.quickbooks_id.label("qbo_id"), a.appl_Id.label("row_id"))
         for chunk in _chunks(missing):
-            rows = conn.execute(
-                select(c.id.label("invoice_id"), a.tracking_id, a.first_name, a.middlename, a.family_name,
-                       a.phone1, a.email1, a.quickbooks_id)
-                .select_from(t.invoice.join(t.online_application, _same_reg_no(a.tracking_id, c.reg_no)))
-                .where(c.id.in_(chunk)).order_by(c.id, applicant_last, a.appl_Id))
-            for r in rows:
-                if r.invoice_id not in found:
-                    found[r.invoice_id] = Person("applicant", r.tracking_id, r.first_name, r.middlename,
-                                                 r.family_name, emails=tuple(e for e in (r.email1,) if e),
-                                                 phones=tuple(x for x in (r.phone1,) if x),
-                                                 qbo_id=r.quickbooks_id or None)
+            for r in self._matches(conn, chunk, t.online_application, a.tracking_id, applicants):
+                found.setdefault(r.invoice_id, Person(
+                    "applicant", r.reg_no, r.first_name, r.middlename, r.family_name,
+                    emails=tuple(e for e in (r.email1,) if e), phones=tuple(x for x in (r.phone1,) if x),
+                    qbo_id=r.qbo_id or None))
         return found
+
+    def _matches(self, conn: Connection, invoice_ids: Sequence[int], people: Any, key: Any,
+                 columns: Sequence[Any]) -> list[Any]:
+        # Two joins, each an index lookup on the person's key (an OR of the two would scan).
+        c = t.invoice.c
+        branches = [select(c.id.label("invoice_id"), *columns)
+                    .select_from(t.invoice.join(people, key == invoice_key)).where(c.id.in_(invoice_ids))
+                    for invoice_key in (c.reg_no, func.trim(c.reg_no))]
+        both = union_all(*branches).subquery()
+        linked_last = or_(both.c.qbo_id.is_(None), both.c.qbo_id == "")
+        return conn.execute(select(both).order_by(both.c.invoice_id, linked_last, both.c.row_id)).all()
 
     def save_customer_ids(self, links: dict[tuple[str, str], str | None], conn: Connection | None = None) -> None:
         """Write QuickBooks Customer Ids back: {(kind, reg_no): id or None} -> qk_id / quickbooks_id."""
@@ -602,9 +603,8 @@ class Mis:
             (or_(*(c.reg_no.contains(ch, autoescape=True) for ch in (":", "\t", "\n", "\r"))),
              "display_name_invalid"),
             (func.length(reg) > 500, "display_name_too_long"),
-            (and_(not_(exists().where(_same_reg_no(p.reg_no, c.reg_no))),
-                  not_(exists().where(_same_reg_no(a.tracking_id, c.reg_no)))),
-             "customer_not_found"),
+            (not_(or_(*(exists().where(key == invoice_key) for key in (p.reg_no, a.tracking_id)
+                        for invoice_key in (c.reg_no, reg)))), "customer_not_found"),
             (c.fee_category.is_(None), "category_missing"),
             (not_(category), "category_unknown"),
             (and_(not_(mapped), literal(default_item_id is None)), "item_missing"),
@@ -681,12 +681,6 @@ class Mis:
             query = query.where(t.audit.c.invoice_id == invoice_id)
         with self.read() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
-
-
-def _same_reg_no(person_key: Any, invoice_reg_no: Any) -> Any:
-    """The person an invoice's reg_no names: equal as stored, or once trimmed of spaces (two
-    equalities, so the index on the person's key still serves)."""
-    return or_(person_key == invoice_reg_no, person_key == func.trim(invoice_reg_no))
 
 
 def _state_of(row: Any) -> InvoiceState:

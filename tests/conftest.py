@@ -10,7 +10,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pymysql
 import pytest
@@ -113,6 +113,22 @@ def mis(mis_url: str) -> Iterator[Mis]:
 def random_realm() -> str:
     """A QuickBooks company id no other test uses."""
     return str(9130350000000000 + uuid.uuid4().int % 10**12)
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., "object"]]:
+    """Start sandboxes with custom SandboxConfig fields; all stopped at teardown."""
+    from qbo_sandbox import Sandbox, SandboxConfig
+    started: list = []
+
+    def start(**config: Any):
+        sandbox = Sandbox(SandboxConfig(**config)).start()
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.stop()
 
 
 @pytest.fixture

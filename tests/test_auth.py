@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 
-from qbo_sandbox import Sandbox, SandboxConfig
+from qbo_sandbox import Sandbox
 from sync_invoices.demo_data import populate
 from sync_invoices.mis import Mis
 from tests.conftest import random_realm, sandbox_env
@@ -79,19 +79,12 @@ class AuthRun:
 
 
 @pytest.fixture
-def company() -> Iterator[Callable]:
-    """Starts sandboxes with any redirect URI on localhost allowed; stops them at the end."""
-    started: list[Sandbox] = []
-
+def company(make_sandbox: Callable) -> Callable:
+    """Starts sandboxes with any redirect URI on localhost allowed; stopped at the end."""
     def start(**config) -> Sandbox:
-        sb = Sandbox(SandboxConfig(seed=3, realm_id=random_realm(), redirect_uris=(), company_name=COMPANY,
-                                   client_secret="cs-" + secrets.token_urlsafe(16), **config)).start()
-        started.append(sb)
-        return sb
-
-    yield start
-    for sb in started:
-        sb.stop()
+        return make_sandbox(**{"seed": 3, "realm_id": random_realm(), "redirect_uris": (), "company_name": COMPANY,
+                               "client_secret": "cs-" + secrets.token_urlsafe(16), **config})
+    return start
 
 
 @pytest.fixture

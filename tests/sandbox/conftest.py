@@ -8,7 +8,7 @@ import requests
 from intuitlib.client import AuthClient
 from quickbooks import QuickBooks
 
-from qbo_sandbox import Sandbox, SandboxConfig
+from qbo_sandbox import Sandbox
 
 REDIRECT_URI = "http://localhost:8765/callback"
 
@@ -103,21 +103,6 @@ class Raw:
     def query(self, text: str) -> requests.Response:
         """POST /query with an application/text body, as python-quickbooks does."""
         return self.post("query", data=text.encode("utf-8"), content_type="application/text")
-
-
-@pytest.fixture
-def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
-    """Start sandboxes with custom SandboxConfig fields; all stopped at teardown."""
-    started: list[Sandbox] = []
-
-    def start(**config: Any) -> Sandbox:
-        sandbox = Sandbox(SandboxConfig(**config)).start()
-        started.append(sandbox)
-        return sandbox
-
-    yield start
-    for sandbox in started:
-        sandbox.stop()
 
 
 @pytest.fixture
