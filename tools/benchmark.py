@@ -227,7 +227,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--invoices", type=int, default=1500)
     parser.add_argument("--customers", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=300, help="sync_invoices all --batch-size")
+    parser.add_argument("--batch-size", type=int, default=1000, help="sync_invoices all --batch-size")
     parser.add_argument("--scale", type=float, default=1.0, help="rate window = 60 s x scale")
     parser.add_argument("--latency-ms", type=float, default=150.0)
     parser.add_argument("--op-latency-ms", type=float, default=3.0)
