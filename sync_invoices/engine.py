@@ -6,6 +6,7 @@ and a progress callback, and returns a RunSummary.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -25,6 +26,7 @@ from .settings import Settings
 from .writes import InvoiceWriter, WriteItem, bid_for
 
 Progress = Callable[[int], None]
+log = logging.getLogger("sync_invoices.engine")
 
 
 @dataclass
@@ -91,7 +93,10 @@ class Engine:
             run = _Run(qbo, ledger, customers, writer)
             recovery = Recovery(qbo, self.mis, ledger, writer, lease_seconds=settings.claim_lease_seconds,
                                 default_item_id=settings.qbo_default_item_id)
-            recovery.run()
+            report = recovery.run()
+            if report.writes or report.released:
+                log.info("run %s recovery: %d pending write(s) settled, %d re-sent, %d row(s) released",
+                         run_id, report.writes, report.resent, report.released)
             self._lift_changed_quarantines(ledger)
             if invoice_id is not None:
                 asked = self._single(run, invoice_id)

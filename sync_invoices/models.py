@@ -139,12 +139,9 @@ class RunSummary:
     synced: int = 0
     failed: int = 0
     adopted: int = 0
-    deferred: int = 0
     remaining: int = 0
     requests: int = 0
     exit_code: int = 0
     failed_ids: list[int] = field(default_factory=list)
     started: datetime | None = None
     finished: datetime | None = None
-    plans: list[dict] = field(default_factory=list)  # dry run: what would be sent
-    expected_calls: dict[str, int] = field(default_factory=dict)

@@ -66,6 +66,7 @@ def preview(console: Console, data: dict[str, Any]) -> None:
 def status(console: Console, data: dict[str, Any]) -> None:
     """Progress, last runs, failures and stuck rows."""
     c = data["counts"]
+    console.print(f"[dim]MIS: {data['mis']}[/]", highlight=False)
     console.print(f"[bold]{c['synced']:,}[/] of {c['total']:,} invoices synced ({c['progress_pct']}%); "
                   f"[cyan]{c['not_synced']:,}[/] not synced, [red]{c['failed']:,}[/] failed, "
                   f"[yellow]{c['in_progress']:,}[/] in progress.")

@@ -57,7 +57,8 @@ def status(mis: Mis, settings: Settings) -> dict[str, Any]:
     failures = [{k: f[k] for k in ("id", "code", "reason", "fix", "quarantined", "next_attempt_at", "attempts")}
                 for f in mis.failures()]
     return {"counts": counts, "runs": mis.recent_runs(), "failures": failures,
-            "stuck": [i for i, _ in mis.stuck(older_than)], "run_in_progress": held}
+            "stuck": [i for i, _ in mis.stuck(older_than)], "run_in_progress": held,
+            "mis": settings.mis_url_display}
 
 
 def dry_run(mis: Mis, settings: Settings, *, batch_size: int, max_batches: int | None = None,
