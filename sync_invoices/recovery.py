@@ -20,7 +20,7 @@ from datetime import timedelta
 from . import failpoints
 from .errors import CompanyBlocked, QboError, Rejected, Retriable
 from .ledger import Ledger
-from .mapping import plan_invoice
+from .mapping import doc_number, plan_invoice
 from .mis import Mis, PendingWrite
 from .models import Outcome, Status
 from .qbo import Qbo
@@ -71,14 +71,14 @@ class Recovery:
         fingerprints = {i: plan_invoice(r, self.default_item_id).fingerprint for i, r in rows.items()}
         items = {item.invoice_id: item for item in write.items}
         try:
-            found = self.qbo.find_invoices(f"MIS-{i}" for i in ids)
+            found = self.qbo.find_invoices(doc_number(i) for i in ids)
         except Retriable as error:
             self.writer.apply(write, self.writer.interpret(write, error, rows, only=ids), states, fingerprints)
             return 0
         outcomes: list[Outcome] = []
         unresolved = []
         for invoice_id in ids:
-            invoices = found.get(f"MIS-{invoice_id}")
+            invoices = found.get(doc_number(invoice_id))
             if invoices:
                 outcomes.append(self.writer.judge_found(items[invoice_id], invoices, write.request_id))
             else:
@@ -97,7 +97,7 @@ class Recovery:
                 outcomes.extend(self.writer.interpret(write, answers, rows, only=unresolved))
             else:
                 outcomes.extend(Outcome(i, Status.NOT_SYNCED, "released", request_id=write.request_id,
-                                        reason=f"MIS-{i} is not in QuickBooks and its write {write.request_id} "
+                                        reason=f"{doc_number(i)} is not in QuickBooks and its write {write.request_id} "
                                                "has expired; eligible for a new write")
                                 for i in unresolved)
         self.writer.apply(write, outcomes, states, fingerprints)

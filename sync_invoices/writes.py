@@ -21,7 +21,7 @@ from . import failpoints, wire
 from .customers import CustomerResolver
 from .errors import CompanyBlocked, QboError, Rejected, Retriable, SyncError
 from .ledger import Ledger
-from .mapping import invoice_id_of, invoice_matches, invoice_payload
+from .mapping import doc_number, invoice_id_of, invoice_matches, invoice_payload
 from .mis import InvoiceState, Mis
 from .models import InvoicePlan, InvoiceRow, Outcome, Status
 from .qbo import Qbo
@@ -212,7 +212,7 @@ class InvoiceWriter:
         """Invoices whose DocNumber QuickBooks already has: adopt a matching Invoice, fail anything else."""
         if not items:
             return []
-        docs = {f"MIS-{i.invoice_id}": i for i in items}
+        docs = {doc_number(i.invoice_id): i for i in items}
         try:
             found = self.qbo.find_invoices(docs)
         except Retriable as error:
@@ -223,7 +223,7 @@ class InvoiceWriter:
 
     def judge_found(self, item: WriteItem, invoices: list[dict], rid: str | None) -> Outcome:
         """Adopt the one QuickBooks invoice that is this MIS invoice; anything else fails with a reason."""
-        doc = f"MIS-{item.invoice_id}"
+        doc = doc_number(item.invoice_id)
         if not invoices:
             return Outcome(item.invoice_id, Status.FAILED, "rejected", "docnumber_taken",
                            f"Invoice {item.invoice_id}: DocNumber {doc} is already used by another kind of "
