@@ -18,7 +18,8 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .errors import AuthorizationNeeded, ConfigError, SyncError
-from .qbo import Authorizer, Qbo, auth_client, auth_error, authorization_url
+from .qbo import Authorizer, Qbo, auth_client, authorization_url
+from .qbo.oauth import exchange_code, revoke_grant
 from .settings import Settings
 from .tokens import TokenStore, Tokens
 
@@ -101,16 +102,7 @@ def connect(settings: Settings, *, open_browser: bool, timeout: float,
     if not received.code or not received.realm_id:
         raise AuthorizationNeeded("QuickBooks' answer had no authorization code or company id.",
                                   fix="Run `sync_invoices auth` again.")
-    from intuitlib.exceptions import AuthClientError
-    try:
-        client.get_bearer_token(received.code, realm_id=received.realm_id)
-    except AuthClientError as exc:
-        raise auth_error(exc) from None
-    now = datetime.now(timezone.utc)
-    tokens = Tokens(realm_id=received.realm_id, refresh_token=client.refresh_token).rotated(
-        access_token=client.access_token, refresh_token=client.refresh_token, expires_in=client.expires_in,
-        refresh_expires_in=client.x_refresh_token_expires_in,
-        hard_expires_in=getattr(client, "x_refresh_token_hard_expires_in", None), now=now)
+    tokens = exchange_code(client, received.code, received.realm_id, datetime.now(timezone.utc))
     store = TokenStore(settings.token_file)
     with store.lock():
         store.save(tokens)
@@ -165,12 +157,6 @@ def revoke(settings: Settings) -> str:
         tokens = store.load()
         if tokens is None:
             raise AuthorizationNeeded("No QuickBooks company is connected.", fix="Nothing to revoke.")
-        client = auth_client(settings)
-        from intuitlib.exceptions import AuthClientError
-        try:
-            client.revoke(token=tokens.refresh_token)
-        except AuthClientError as exc:
-            if exc.status_code != 400:  # 400: already invalid at Intuit; forget it here too
-                raise auth_error(exc) from None
+        revoke_grant(auth_client(settings), tokens.refresh_token)
         store.delete()
     return tokens.realm_id

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -19,11 +22,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import render, reports
+from . import render, reports, service
 from .errors import ConfigError, SyncError
 from .mis import Mis, describe_db_error
+from .mis.runs import get_run
+from .push.stop import StopRequest
 from .redact import SECRETS, install_log_filter
-from .settings import Settings, load_settings, secret_values
+from .settings import Secret, Settings, load_settings, secret_values
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Push the MIS's fee invoices into QuickBooks Online, exactly once.")
@@ -57,23 +62,6 @@ def load(**overrides: Any) -> Settings:
     SECRETS.register(*secret_values(settings))
     _setup_logging(settings)
     return settings
-
-
-def open_mis(settings: Settings) -> Mis:
-    """The MIS database of the settings (exit 2 when unset or unreachable)."""
-    settings.require_mis()
-    mis = Mis.connect(settings.mis_database_url.reveal(), timeout=settings.db_timeout_seconds)  # type: ignore[union-attr]
-    mis.check_mis()
-    return mis
-
-
-def qbo_factory(settings: Settings) -> Callable[[], Any]:
-    """Builds the QuickBooks client when a push needs it (imports python-quickbooks lazily)."""
-    def build() -> Any:
-        from .qbo import Authorizer, Qbo
-        from .tokens import TokenStore
-        return Qbo(settings, Authorizer(settings, TokenStore(settings.token_file)))
-    return build
 
 
 def emit(as_json: bool, data: Any, show: Callable[[Console, Any], None]) -> None:
@@ -119,7 +107,7 @@ def analyze(as_json: bool = JsonOption) -> None:
     """Counts by status, amounts, and how many eligible invoices would fail validation, by reason."""
     with guarded(as_json):
         settings = load()
-        emit(as_json, reports.analyze(open_mis(settings), settings), render.analyze)
+        emit(as_json, reports.analyze(service.open_mis(settings), settings), render.analyze)
 
 
 @app.command()
@@ -129,7 +117,7 @@ def preview(limit: int = typer.Option(10, "--limit", min=1, max=100, help="How m
     """The next eligible invoices as they will be sent, each with its validation verdict."""
     with guarded(as_json):
         settings = load()
-        emit(as_json, reports.preview(open_mis(settings), settings, limit=limit, offset=offset), render.preview)
+        emit(as_json, reports.preview(service.open_mis(settings), settings, limit=limit, offset=offset), render.preview)
 
 
 @app.command()
@@ -137,36 +125,58 @@ def status(as_json: bool = JsonOption) -> None:
     """Progress, the last runs, recent failures with reasons, and stuck in-progress invoices."""
     with guarded(as_json):
         settings = load()
-        emit(as_json, reports.status(open_mis(settings), settings), render.status)
+        emit(as_json, reports.status(service.open_mis(settings), settings), render.status)
+
+
+@contextmanager
+def stop_on_signals(stop: StopRequest) -> Iterator[None]:
+    """SIGTERM / SIGINT stop the run gracefully; a second one ends the process at once (every request
+    is on record before it leaves, so that is safe too)."""
+    received = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            stop.request(signal.Signals(signum).name, 128 + signum)
+        else:
+            os.write(2, b"\nstopped at once; the next run settles what was in flight\n")
+            os._exit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def run_push(settings: Settings, mis: Mis, command: str, *, batch_size: int, max_batches: Optional[int],
              invoice_id: Optional[int], dry_run: bool, as_json: bool, console: Console | None = None) -> int:
     """A push command end to end; returns its exit code."""
     if dry_run:
-        data = reports.dry_run(mis, settings, batch_size=batch_size, max_batches=max_batches, invoice_id=invoice_id)
+        data = reports.dry_run(mis, settings, command=command, batch_size=batch_size, max_batches=max_batches,
+                               invoice_id=invoice_id)
         emit(as_json, data, render.dry_run)
         return 0
-    if invoice_id is not None:
-        total = 1
-    else:
-        mis.ensure_tables()
-        eligible = mis.count_eligible()
-        total = min(eligible, batch_size) if command == "batch" else (
-            min(eligible, batch_size * max_batches) if max_batches else eligible)
-    from .engine import Engine  # the QuickBooks stack loads only when something is pushed
-
     console = console or Console(stderr=as_json, soft_wrap=True)
-    show_bar = total > 1 and not as_json and console.is_terminal  # no bar in a cron log
+    stop = StopRequest()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, disable=not show_bar) as progress:
-        task = progress.add_task(f"sync_invoices {command}", total=total)
-        engine = Engine(settings, mis, qbo_factory(settings), progress=lambda n: progress.advance(task, n))
-        summary = engine.push(command, batch_size=batch_size, max_batches=max_batches, invoice_id=invoice_id)
+                  TimeRemainingColumn(), console=console, disable=as_json or not console.is_terminal,
+                  transient=False) as progress, stop_on_signals(stop):
+        task = progress.add_task(f"sync_invoices {command}", total=None)
+
+        def started(run_id: int) -> None:
+            run = get_run(mis, run_id)
+            progress.update(task, total=(run or {}).get("total"))
+
+        summary = service.push(settings, mis, command, batch_size=batch_size, max_batches=max_batches,
+                               invoice_id=invoice_id, progress=lambda n: progress.advance(task, n), stop=stop,
+                               on_start=started)
     if as_json:
-        sys.stdout.write(json.dumps({"run_id": summary.run_id, "synced": summary.synced, "failed": summary.failed,
-                                     "remaining": summary.remaining, "dry_run": False, "adopted": summary.adopted,
-                                     "failed_ids": summary.failed_ids, "exit_code": summary.exit_code}) + "\n")
+        sys.stdout.write(json.dumps(service.summary_json(summary)) + "\n")
     else:
         render.push(console, summary)
     return summary.exit_code
@@ -176,8 +186,8 @@ def _push_command(command: str, *, batch_size: int, max_batches: Optional[int] =
                   invoice_id: Optional[int] = None, dry_run: bool, as_json: bool) -> None:
     with guarded(as_json):
         settings = load()
-        code = run_push(settings, open_mis(settings), command, batch_size=batch_size, max_batches=max_batches,
-                        invoice_id=invoice_id, dry_run=dry_run, as_json=as_json)
+        code = run_push(settings, service.open_mis(settings), command, batch_size=batch_size,
+                        max_batches=max_batches, invoice_id=invoice_id, dry_run=dry_run, as_json=as_json)
     raise typer.Exit(code)
 
 
@@ -202,23 +212,87 @@ def single(invoice_id: int = typer.Argument(..., help="tbl_imvoice.id"), dry_run
     _push_command("single", batch_size=1, invoice_id=invoice_id, dry_run=dry_run, as_json=as_json)
 
 
+@app.command()
+def verify(full: bool = typer.Option(False, "--full", help="Read every MIS-* invoice, not only what changed."),
+           repair: bool = typer.Option(False, "--repair", help="Make QuickBooks equal to the MIS where the MIS is "
+                                                                "authoritative (never deletes)."),
+           void_deleted: bool = typer.Option(False, "--void-deleted", help="With --repair: void QuickBooks "
+                                                                           "invoices whose MIS row was deleted."),
+           as_json: bool = JsonOption) -> None:
+    """Read QuickBooks back and compare it with the MIS: every drift, monthly totals, repairs on request."""
+    with guarded(as_json):
+        if void_deleted and not repair:
+            raise ConfigError("--void-deleted only means something with --repair.", fix="Add --repair.")
+        settings = load()
+        stop = StopRequest()
+        with stop_on_signals(stop):
+            data = service.verify(settings, service.open_mis(settings), full=full, repair=repair,
+                                  void_deleted=void_deleted, stop=stop)
+        emit(as_json, data, render.verify)
+    raise typer.Exit(data["exit_code"])
+
+
 @app.command(name="create-index")
 def create_index() -> None:
     """Add an index on tbl_imvoice (QuickBk_Status, id), which makes claims fast on large tables."""
     with guarded():
-        mis = open_mis(load())
+        mis = service.open_mis(load())
         created = mis.create_status_index()
         Console().print("Index created." if created else "The index already exists.")
 
 
 @app.command()
+def serve(host: Optional[str] = typer.Option(None, "--host", help="Address to listen on (SYNC_API_HOST, default 127.0.0.1)."),
+          port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (SYNC_API_PORT, default 8700)."),
+          push_every: Optional[str] = typer.Option(None, "--push-every", help="Push all eligible invoices every so "
+                                                                             "often, e.g. 15m (90s, 15m, 24h, 7d)."),
+          verify_every: Optional[str] = typer.Option(None, "--verify-every", help="Verify (report drift, no repair) "
+                                                                                 "every so often, e.g. 24h."),
+          batch_size: int = typer.Option(300, "--batch-size", min=1, max=10_000,
+                                         help="Batch size of the scheduled pushes.")) -> None:
+    """The HTTP API for the MIS web application and the dashboard for finance staff (needs SYNC_API_TOKEN)."""
+    with guarded():
+        settings = load()
+        # FastAPI and uvicorn load here only: the other commands keep their start-up time.
+        from .api.schedule import parse_duration
+        from .api.server import serve as run_server
+        code = run_server(settings, host=host or settings.api_host, port=port or settings.api_port,
+                          push_every=parse_duration(push_every, "--push-every") if push_every else None,
+                          verify_every=parse_duration(verify_every, "--verify-every") if verify_every else None,
+                          batch_size=batch_size,
+                          say=lambda text: Console(soft_wrap=True).print(text, highlight=False, markup=False))
+    raise typer.Exit(code)
+
+
+@app.command()
 def demo(workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where the demo keeps its files."),
-         invoices: int = typer.Option(300, "--invoices", min=10, max=100_000, help="How many invoices to generate.")
+         invoices: int = typer.Option(300, "--invoices", min=10, max=100_000, help="How many invoices to generate."),
+         serve_it: bool = typer.Option(False, "--serve", help="Leave the push to the dashboard: serve it on the demo "
+                                                              "data (with a token made for the demo) until Ctrl-C."),
+         port: int = typer.Option(8700, "--port", min=1, max=65535, help="The dashboard's port with --serve.")
          ) -> None:
     """The whole job on an embedded default: a generated SQLite MIS and the local QuickBooks sandbox."""
     from .demo import run_demo
+    console = Console()
+
+    def push(settings: Settings, mis: Mis, command: str) -> int:
+        return run_push(settings, mis, command, batch_size=50, max_batches=None, invoice_id=None, dry_run=False,
+                        as_json=False, console=console)
+
+    def serve_demo(settings: Settings) -> int:
+        import secrets
+        from dataclasses import replace
+
+        from .api.server import serve as run_server
+        token = secrets.token_urlsafe(24)  # this demo's only: printed once, never logged
+        SECRETS.register(token)
+        console.print(f"Dashboard: [bold]http://127.0.0.1:{port}/[/]   API token for this demo: [bold]{token}[/]",
+                      highlight=False)
+        return run_server(replace(settings, api_token=Secret(token)), host="127.0.0.1", port=port,
+                          say=lambda text: console.print(text, highlight=False, markup=False))
+
     with guarded():
-        code = run_demo(Console(), workdir=workdir, invoices=invoices)
+        code = run_demo(console, push, workdir=workdir, invoices=invoices, serve=serve_demo if serve_it else None)
     raise typer.Exit(code)
 
 

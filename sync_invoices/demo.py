@@ -14,12 +14,16 @@ import platformdirs
 from rich.console import Console
 from rich.rule import Rule
 
+from typing import Callable
+
 from . import render, reports
-from .cli import run_push
 from .demo_data import populate
 from .mis import Mis
 from .redact import SECRETS
 from .settings import Secret, Settings
+
+Push = Callable[[Settings, Mis, str], int]  # the front end's push: settings, MIS, command -> exit code
+Serve = Callable[[Settings], int]  # `serve` on the demo's settings, until stopped -> exit code
 
 DEMO_LATENCY_MS = 40.0
 
@@ -29,8 +33,10 @@ def default_workdir() -> Path:
     return platformdirs.user_data_path("sync_invoices") / "demo"
 
 
-def run_demo(console: Console, *, workdir: Path | None = None, invoices: int = 300) -> int:
-    """Generate the MIS, start the sandbox, and run analyze, preview, all and status. Returns 0."""
+def run_demo(console: Console, push: Push, *, workdir: Path | None = None, invoices: int = 300,
+             serve: Serve | None = None) -> int:
+    """Generate the MIS, start the sandbox, and run analyze, preview, all and status. Returns 0.
+    With `serve`, the push is left to the dashboard: the MIS and the sandbox stay up while it serves."""
     from qbo_sandbox import Sandbox, SandboxConfig
 
     workdir = (workdir or default_workdir()).expanduser()
@@ -63,9 +69,15 @@ def run_demo(console: Console, *, workdir: Path | None = None, invoices: int = 3
         render.analyze(console, reports.analyze(mis, settings))
         console.print(Rule("sync_invoices preview --limit 10"))
         render.preview(console, reports.preview(mis, settings, limit=10))
+        if serve is not None:
+            console.print(Rule("sync_invoices serve"))
+            console.print("Nothing is pushed yet: press \"Push a batch\" or \"Push all\" on the dashboard and watch it "
+                          "go. Ctrl-C stops the dashboard and the demo.")
+            code = serve(settings)
+            mis.close()
+            return code
         console.print(Rule("sync_invoices all"))
-        run_push(settings, mis, "all", batch_size=50, max_batches=None, invoice_id=None, dry_run=False,
-                 as_json=False, console=console)
+        push(settings, mis, "all")
         console.print(Rule("sync_invoices status"))
         render.status(console, reports.status(mis, settings))
         made = sandbox.entities("Invoice")
@@ -74,5 +86,7 @@ def run_demo(console: Console, *, workdir: Path | None = None, invoices: int = 3
                       f"customers. The {len(generated.bad)} bad rows failed with the reasons above; fix them in the "
                       "MIS and run again, and only they are sent. Audit log: "
                       f"{settings.log_dir}")
+        console.print("To watch a push in the browser instead: `sync_invoices demo --serve`, then open the "
+                      "dashboard address it prints (http://127.0.0.1:8700/) and enter the token it prints.")
         mis.close()
     return 0

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from sqlalchemy import insert, select, text, update
 
-from . import tables as t
+from .mis import tables as t
 from .mis import Mis
 
 GIVEN = ["Jean", "Aline", "Éric", "Uwase", "Mugisha", "Ngabo", "Keza", "Claudine", "Théogène", "Aimée",

@@ -15,10 +15,15 @@ ENV = "SYNC_INVOICES_FAILPOINT"
 POINTS = (
     "claimed",             # rows are 3, nothing else done
     "customers_created",   # customers exist in QuickBooks, ids not yet written back
-    "write_recorded",      # request id and body stored, nothing sent
+    "write_recorded",      # request id, body and "sent now" stored; nothing has left yet
     "write_answered",      # QuickBooks answered, the answer not yet applied
     "write_applied",       # statuses of one write committed
-    "recovery_resent",     # a pending write was re-sent during recovery, answer not yet applied
+    "write_looked_up",     # an unanswered write's DocNumbers were looked up, the result not yet applied
+)
+REPAIR_POINTS = (
+    "recreate_prepared",   # verify --repair dropped a deleted invoice's link; nothing created yet
+    "void_recorded",       # verify --repair put a void on record; nothing sent yet
+    "void_answered",       # QuickBooks voided it; the void not yet recorded as done
 )
 _hits: dict[str, int] = {}
 _lock = threading.Lock()

@@ -36,7 +36,7 @@ import re
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from .models import CustomerDraft, InvoicePlan, InvoiceRow, Person, Problem
+from .models import CustomerDraft, InvoicePlan, InvoiceRow, Person, Problem, Target
 
 DOC_PREFIX = "MIS-"
 DOC_NUMBER_MAX = 21
@@ -262,22 +262,27 @@ def _with_fingerprint(plan: InvoicePlan, customer: dict | None) -> InvoicePlan:
     return InvoicePlan(**{**plan.__dict__, "fingerprint": digest})
 
 
+def line_payload(amount: Decimal, item_id: str, description: str | None) -> dict:
+    """The one sales line an MIS invoice becomes."""
+    line: dict = {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": amount,
+        "SalesItemLineDetail": {"ItemRef": {"value": item_id}},
+    }
+    if description:
+        line["Description"] = description
+    return line
+
+
 def invoice_payload(plan: InvoicePlan, customer_id: str) -> dict:
     """The Invoice body QuickBooks receives for a valid plan."""
     if not plan.valid:
         raise ValueError(f"invoice {plan.invoice_id} is not valid: {plan.problems}")
-    line: dict = {
-        "DetailType": "SalesItemLineDetail",
-        "Amount": plan.amount,
-        "SalesItemLineDetail": {"ItemRef": {"value": plan.item_id}},
-    }
-    if plan.description:
-        line["Description"] = plan.description
     body: dict = {
         "DocNumber": plan.doc_number,
         "TxnDate": plan.txn_date,
         "CustomerRef": {"value": customer_id},
-        "Line": [line],
+        "Line": [line_payload(plan.amount, plan.item_id, plan.description)],  # type: ignore[arg-type]
     }
     if plan.private_note:
         body["PrivateNote"] = plan.private_note
@@ -286,13 +291,7 @@ def invoice_payload(plan: InvoicePlan, customer_id: str) -> dict:
     return body
 
 
-def invoice_matches(found: dict, customer_id: str | None, amount: Decimal | None) -> str | None:
-    """None when a QuickBooks Invoice is for this customer and amount, else what differs."""
-    differences = []
-    ref = str((found.get("CustomerRef") or {}).get("value"))
-    if customer_id is not None and ref != str(customer_id):
-        differences.append(f"customer {ref} instead of {customer_id}")
-    total = found.get("TotalAmt")
-    if amount is not None and (total is None or Decimal(str(total)) != amount):
-        differences.append(f"amount {total} instead of {amount}")
-    return "; ".join(differences) or None
+def target_of(plan: InvoicePlan, customer_id: str | None) -> Target:
+    """The values QuickBooks should hold for a valid plan."""
+    return Target(customer_id=customer_id, amount=plan.amount, item_id=plan.item_id, txn_date=plan.txn_date,
+                  description=plan.description, private_note=plan.private_note)

@@ -1,4 +1,4 @@
-"""Small immutable values that flow between the modules: MIS rows in, outcomes out."""
+"""Small immutable values that flow between the modules: MIS rows in, bookkeeping and summaries out."""
 
 from __future__ import annotations
 
@@ -66,6 +66,21 @@ class Person:
 
 
 @dataclass(frozen=True)
+class MisValues:
+    """The mapped columns of one `tbl_imvoice` row exactly as the MIS holds them.
+
+    Kept with every synced invoice (the values last sent), so that an edit in the MIS is found
+    set-based in SQL by comparing the row with them.
+    """
+
+    reg_no: str | None
+    fee_category: int | None
+    dept: Decimal | None
+    invoice_date: datetime | str | None
+    comment: str | None
+
+
+@dataclass(frozen=True)
 class InvoiceRow:
     """One `tbl_imvoice` row with its category and person, as the MIS holds them."""
 
@@ -79,6 +94,13 @@ class InvoiceRow:
     quickbooks_id: str | None = None
     category: Category | None = None
     person: Person | None = None
+    raw_date: datetime | str | None = None  # invoice_date as stored, time of day included
+
+    @property
+    def mis_values(self) -> MisValues:
+        """The mapped columns as stored, for the sent baseline."""
+        return MisValues(self.reg_no, self.fee_category, self.amount,
+                         self.raw_date if self.raw_date is not None else self.invoice_date, self.comment)
 
 
 @dataclass(frozen=True)
@@ -113,35 +135,114 @@ class InvoicePlan:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How one invoice ended a step: synced, failed (with reason), released, or left pending."""
+class Target:
+    """The values an MIS invoice should have in QuickBooks (what a write sets)."""
+
+    customer_id: str | None
+    amount: Decimal | None
+    item_id: str | None
+    txn_date: str | None
+    description: str | None = None
+    private_note: str | None = None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What QuickBooks was last given for one invoice (its side of the sent baseline)."""
+
+    qbo_id: str
+    sync_token: str
+    customer_id: str | None = None
+    amount: Decimal | None = None
+    item_id: str | None = None
+    txn_date: str | None = None
+    description: str | None = None
+    private_note: str | None = None
+
+    @classmethod
+    def of(cls, target: Target, qbo_id: str, sync_token: str) -> "Sent":
+        """The baseline after QuickBooks took `target` as invoice `qbo_id`."""
+        return cls(qbo_id, sync_token, target.customer_id, target.amount, target.item_id, target.txn_date,
+                   target.description, target.private_note)
+
+    @property
+    def target(self) -> Target:
+        """The values sent."""
+        return Target(self.customer_id, self.amount, self.item_id, self.txn_date, self.description,
+                      self.private_note)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An invoice this run moved to in progress, and the status it came from."""
+
+    id: int
+    old_status: Status
+
+
+@dataclass(frozen=True)
+class InvoiceState:
+    """The tool's bookkeeping for one invoice (qb_invoice_state)."""
+
+    invoice_id: int
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    quarantined: bool = False
+    fingerprint: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    fix: str | None = None
+    request_id: str | None = None  # the write this invoice waits on, until it is answered or settled
+    owner_run: int | None = None  # the run that holds the claim (status 3)
+    claimed_from: Status | None = None  # the status before the claim: where a release returns it
+    send_alone: bool = False  # its last request was refused as a whole: it goes in a request of its own
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One invoice's new status and bookkeeping, applied set-based."""
 
     invoice_id: int
     status: Status
-    action: str
-    code: str = ""
-    reason: str = ""
-    fix: str = ""
     qbo_id: str | None = None
     sync_token: str | None = None
-    request_id: str | None = None
-    quarantine: bool = False  # permanent: wait for the MIS data to change or an operator
-    keep_pending: bool = False  # the write's fate is unknown: stay bound to request_id
-    retry_now: bool = False  # transient, but worth retrying without waiting (e.g. customer re-resolved)
+    state: InvoiceState | None = None  # None: the state row is cleared (synced, or released clean)
+    sent: Sent | None = None  # synced: the new baseline
+    mis_values: MisValues | None = None
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """A QuickBooks write on record: its request id, exact body, invoices, and when it was last sent."""
+
+    request_id: str
+    kind: str  # "batch" | "single"
+    operation: str  # "create", "update", "void" or "mixed" (a batch)
+    body: str
+    invoice_ids: tuple[int, ...]
+    created_at: datetime
+    run_id: int | None
+    sent_at: datetime | None = None
+    attempts: int = 0
+    items: str = ""  # JSON per invoice: operation, the values it sets, the MIS columns behind them
 
 
 @dataclass
 class RunSummary:
-    """What a push command did, for the CLI and `qb_sync_runs`."""
+    """What a push command did, for the front ends and `qb_sync_runs`."""
 
     run_id: int | None
     dry_run: bool = False
     synced: int = 0
     failed: int = 0
     adopted: int = 0
+    updated: int = 0
     remaining: int = 0
     requests: int = 0
     exit_code: int = 0
+    state: str = "finished"
+    message: str = ""
     failed_ids: list[int] = field(default_factory=list)
+    outcomes: dict[int, str] = field(default_factory=dict)  # invoice id -> the kind of its last outcome
     started: datetime | None = None
     finished: datetime | None = None

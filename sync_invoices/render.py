@@ -25,6 +25,9 @@ def analyze(console: Console, data: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"Progress: [bold]{data['progress_pct']}%[/] synced; {data.get('eligible', 0):,} eligible now; "
                   f"{data.get('quarantined', 0):,} quarantined (waiting for a fix).")
+    if data.get("edited"):
+        console.print(f"Edited in the MIS since they were sent: [cyan]{data['edited']:,}[/] synced invoice(s) "
+                      "(the next push sends them as updates).")
     failures = data.get("preflight_failures") or {}
     if failures:
         reasons = Table(title="Eligible invoices that would fail pre-flight validation")
@@ -43,8 +46,13 @@ def analyze(console: Console, data: dict[str, Any]) -> None:
 def preview(console: Console, data: dict[str, Any]) -> None:
     """The next invoices as they will be sent, with verdicts."""
     invoices = data["invoices"]
+    edits = data.get("edits") or []
+    for edit in edits:
+        changes = ", ".join(f"{c['field']} {c['qbo']} -> {c['mis']}" for c in edit.get("changes", []))
+        console.print(f"[cyan]Update[/] {edit['doc_number']} (QuickBooks invoice {edit.get('qbo_id', '?')}): "
+                      f"{changes or 'values to compare at push'}", highlight=False)
     if not invoices:
-        console.print("Nothing eligible to push.")
+        console.print("Nothing eligible to push." if not edits else "No new invoice to push.")
         return
     table = Table(title=f"Next {len(invoices)} invoice(s) to push")
     for column in ("id", "DocNumber", "customer", "date", "amount", "item", "verdict"):
@@ -89,6 +97,19 @@ def status(console: Console, data: dict[str, Any]) -> None:
             console.print(f"[red]{f['id']}[/] [bold]{f['code']}[/] ({when}): {f['reason']}", highlight=False)
             if f.get("fix"):
                 console.print(f"    [dim]fix:[/] {f['fix']}", highlight=False)
+    if data.get("edited"):
+        console.print(f"[cyan]{data['edited']:,}[/] synced invoice(s) edited in the MIS: the next push sends the updates.")
+    if data.get("awaiting_answer"):
+        console.print(f"[yellow]Waiting for QuickBooks' answer:[/] {', '.join(map(str, data['awaiting_answer'][:30]))} "
+                      "(settled automatically once QuickBooks can no longer be executing the write)")
+    verified = data.get("last_verify")
+    if verified:
+        left = sum(verified["remaining"].values())
+        console.print(f"Books last verified {_short(verified['finished'])} ({verified['mode']}): "
+                      + ("[green]they agreed[/]." if not left else f"[red]{left} drift(s) left[/] "
+                         f"({', '.join(f'{k} {v}' for k, v in verified['remaining'].items() if v)})."))
+    else:
+        console.print("[dim]The books were never verified: `sync_invoices verify`.[/]")
     if data["stuck"]:
         console.print(f"[yellow]Stuck in progress:[/] {', '.join(map(str, data['stuck']))} "
                       "(the next push asks QuickBooks about them before sending anything)")
@@ -98,8 +119,8 @@ def push(console: Console, summary: RunSummary) -> None:
     """The result line of a push command."""
     colour = "green" if summary.failed == 0 else "red"
     console.print(f"[{colour}]Run {summary.run_id}: {summary.synced} synced, {summary.failed} failed[/], "
-                  f"{summary.adopted} adopted (already in QuickBooks), {summary.remaining} remaining; "
-                  f"{summary.requests} QuickBooks request(s).")
+                  f"{summary.adopted} adopted (already in QuickBooks), {summary.updated} updated (MIS edits), "
+                  f"{summary.remaining} remaining; {summary.requests} QuickBooks request(s).")
     if summary.failed_ids:
         shown = ", ".join(map(str, summary.failed_ids[:20]))
         console.print(f"Failed: {shown}{' ...' if len(summary.failed_ids) > 20 else ''} "
@@ -140,3 +161,42 @@ def auth_status(console: Console, data: dict[str, Any]) -> None:
     console.print(f"Token store:            {data['token_file']}")
     for warning in data["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}")
+
+
+def verify(console: Console, data: dict[str, Any]) -> None:
+    """What verify found: counts by kind, each invoice with both values and the fix, the monthly totals."""
+    remaining = sum(data["remaining"].values())
+    found = sum(data["counts"].values())
+    head = "[green]The books agree.[/]" if not remaining else f"[red]{remaining} drift(s) remain.[/]"
+    console.print(f"{head} Checked {data['checked']:,} QuickBooks invoices ({data['mode']} read, "
+                  f"{data['reads']} QuickBooks read(s)); {found} drift(s) found, {data['repaired']} repaired.")
+    if found:
+        kinds = Table(title="Drift by kind")
+        kinds.add_column("kind")
+        kinds.add_column("found", justify="right")
+        kinds.add_column("left", justify="right")
+        for kind, count in data["counts"].items():
+            if count or data["remaining"].get(kind):
+                kinds.add_row(kind, str(count), str(data["remaining"].get(kind, 0)))
+        console.print(kinds)
+        table = Table(title="Invoices that differ")
+        for column in ("invoice", "QuickBooks", "kind", "field", "MIS", "QuickBooks value", "done"):
+            table.add_column(column, overflow="fold")
+        for d in data["drift"][:200]:
+            table.add_row(str(d["invoice_id"] or "-"), str(d["qbo_id"] or "-"), d["kind"], d["field"] or "",
+                          d["mis"] or "", d["qbo"] or "", d["action"])
+        console.print(table)
+        for d in data["drift"][:200]:
+            if d["action"] == "none":
+                console.print(f"[yellow]{d['doc_number'] or d['qbo_id']}[/] {d['reason']} [dim]Fix: {d['fix']}[/]",
+                              highlight=False)
+    for item in data.get("items", []):
+        console.print(f"[red]Item {item['item_id']}[/] {item['problem']}. [dim]{item.get('fix', '')}[/]", highlight=False)
+    if data["totals"]:
+        totals = Table(title="Totals per month (invoice date)")
+        for column in ("month", "MIS (synced)", "QuickBooks", "difference"):
+            totals.add_column(column, justify="right" if column != "month" else "left")
+        for row in data["totals"]:
+            style = "" if row["difference"] in ("0.00", "0") else "[red]"
+            totals.add_row(row["month"], row["mis"], row["qbo"], f"{style}{row['difference']}")
+        console.print(totals)

@@ -164,8 +164,17 @@ class Settings:
     backoff_seconds: float = _setting("QBO_BACKOFF_SECONDS", _positive_float, 1.0)
     max_attempts: int = _setting("SYNC_MAX_ATTEMPTS", _positive_int, 5)
     retry_delay_seconds: float = _setting("SYNC_RETRY_DELAY_SECONDS", _non_negative_float, 60.0)
-    claim_lease_seconds: float = _setting("SYNC_CLAIM_LEASE_SECONDS", _non_negative_float, 180.0)
+    requests_per_second: int = _setting("QBO_REQUESTS_PER_SECOND", _positive_int, 10)
+    request_cap_seconds: float = _setting("QBO_REQUEST_CAP_SECONDS", _positive_float, 120.0)
+    settle_margin_seconds: float = _setting("SYNC_SETTLE_MARGIN_SECONDS", _non_negative_float, 60.0)
+    run_lease_seconds: float = _setting("SYNC_RUN_LEASE_SECONDS", _positive_float, 30.0)
+    stop_grace_seconds: float = _setting("SYNC_STOP_GRACE_SECONDS", _non_negative_float, 10.0)
+    api_token: Secret | None = _setting("SYNC_API_TOKEN", _secret)
+    api_host: str = _setting("SYNC_API_HOST", default="127.0.0.1")
+    api_port: int = _setting("SYNC_API_PORT", _positive_int, 8700)
+    api_cors_origin: str | None = _setting("SYNC_API_CORS_ORIGIN")
     db_timeout_seconds: float = _setting("MIS_CONNECT_TIMEOUT_SECONDS", _positive_float, 10.0)
+    db_lock_wait_seconds: int = _setting("MIS_LOCK_WAIT_SECONDS", _positive_int, 20)
 
     def __post_init__(self) -> None:
         if self.token_file is None:
@@ -178,6 +187,12 @@ class Settings:
         if self.batch_operations > 30:
             raise ConfigError("QBO_BATCH_OPERATIONS is at most 30 (QuickBooks' batch limit).",
                               fix="Set QBO_BATCH_OPERATIONS to 30 or less.")
+
+    @property
+    def settle_after_seconds(self) -> float:
+        """How long after it was last sent an unanswered write may be settled: QuickBooks' request cap
+        (it goes on executing that long after the client is gone) plus the margin."""
+        return self.request_cap_seconds + self.settle_margin_seconds
 
     @property
     def mis_url_display(self) -> str:
@@ -246,7 +261,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
 
 def secret_values(settings: Settings) -> list[str]:
     """Every secret the settings hold, for the log filter."""
-    found = [s.reveal() for s in (settings.qbo_client_secret, settings.qbo_refresh_token) if s]
+    found = [s.reveal() for s in (settings.qbo_client_secret, settings.qbo_refresh_token, settings.api_token) if s]
     if settings.mis_database_url:
         password = make_url(settings.mis_database_url.reveal()).password
         if password:

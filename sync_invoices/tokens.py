@@ -129,15 +129,15 @@ class TokenStore:
         self.path.unlink(missing_ok=True)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, timeout: float = LOCK_TIMEOUT_SECONDS) -> Iterator[None]:
         """Serialize refreshes across processes."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
-            with self._lock:
+            with self._lock.acquire(timeout=timeout):
                 yield
         except Timeout:
             raise ConfigError(f"Another process has held the token lock {self._lock.lock_file} for "
-                              f"{LOCK_TIMEOUT_SECONDS} s.", fix="Check for a hung sync_invoices process.") from None
+                              f"{timeout:g} s.", fix="Check for a hung sync_invoices process.") from None
 
     def seed(self, refresh_token: str, realm_id: str) -> Tokens:
         """Create the store from QBO_REFRESH_TOKEN when it is empty; an existing store wins."""

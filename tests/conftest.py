@@ -6,68 +6,15 @@ database per test. Under CI=true an unreachable MariaDB fails the run instead of
 
 from __future__ import annotations
 
-import os
-import re
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import pymysql
 import pytest
 
 from sync_invoices.mis import Mis
+from tests.helpers import IN_CI, create_mariadb_database, drop_mariadb_database, mariadb_available, random_realm
 from sync_invoices.redact import SECRETS
-from sync_invoices.settings import Secret, Settings
 
-SCHEMA = Path(__file__).parent / "fixtures" / "mis_schema.sql"
-MARIADB = dict(host=os.environ.get("MIS_TEST_MARIADB_HOST", "127.0.0.1"),
-               port=int(os.environ.get("MIS_TEST_MARIADB_PORT", "3306")),
-               user=os.environ.get("MIS_TEST_MARIADB_USER", "root"),
-               password=os.environ.get("MIS_TEST_MARIADB_PASSWORD", ""))
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def mariadb_available() -> bool:
-    """True when the MariaDB test server answers."""
-    try:
-        pymysql.connect(connect_timeout=3, **MARIADB).close()
-        return True
-    except pymysql.MySQLError:
-        return False
-
-
-def schema_statements() -> list[str]:
-    """The CREATE TABLE statements of the school's schema file."""
-    text = re.sub(r"--[^\n]*", "", SCHEMA.read_text())
-    return [s.strip() for s in text.split(";") if s.strip()]
-
-
-def create_mariadb_database(with_schema: bool = True) -> str:
-    """A fresh utf8mb4 database (optionally with the MIS schema); returns its SQLAlchemy URL."""
-    name = f"si_test_{uuid.uuid4().hex[:12]}"
-    conn = pymysql.connect(autocommit=True, **MARIADB)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-            cur.execute(f"USE `{name}`")
-            if with_schema:
-                for statement in schema_statements():
-                    cur.execute(statement)
-    finally:
-        conn.close()
-    auth = MARIADB["user"] + (f":{MARIADB['password']}" if MARIADB["password"] else "")
-    return f"mysql+pymysql://{auth}@{MARIADB['host']}:{MARIADB['port']}/{name}"
-
-
-def drop_mariadb_database(url: str) -> None:
-    """Drop a test database made by create_mariadb_database."""
-    name = url.rsplit("/", 1)[1]
-    conn = pymysql.connect(autocommit=True, **MARIADB)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -110,11 +57,6 @@ def mis(mis_url: str) -> Iterator[Mis]:
         db.close()
 
 
-def random_realm() -> str:
-    """A QuickBooks company id no other test uses."""
-    return str(9130350000000000 + uuid.uuid4().int % 10**12)
-
-
 @pytest.fixture
 def make_sandbox() -> Iterator[Callable[..., "object"]]:
     """Start sandboxes with custom SandboxConfig fields; all stopped at teardown."""
@@ -145,40 +87,6 @@ def items(sandbox) -> list[str]:
     """Five service items in the sandbox, for the five mapped fee categories."""
     return [str(sandbox.create("Item", {"Name": n, "Type": "Service"})["Id"])
             for n in ("Tuition", "Registration", "Library", "Examinations", "Accommodation")]
-
-
-def sandbox_settings(sandbox, mis_url: str, tmp_path: Path, **overrides) -> Settings:
-    """Settings pointing at the sandbox and a MIS, with fast retries for tests."""
-    tokens = sandbox.issue_tokens()
-    values = dict(
-        mis_database_url=Secret(mis_url), qbo_client_id=sandbox.config.client_id,
-        qbo_client_secret=Secret(sandbox.config.client_secret), qbo_realm_id=sandbox.config.realm_id,
-        qbo_refresh_token=Secret(tokens["refresh_token"]), qbo_api_base=sandbox.api_base,
-        qbo_discovery_url=sandbox.discovery_url, token_file=tmp_path / "state" / "tokens.json",
-        log_dir=tmp_path / "logs", pushed_by="tests@sync_invoices", throttle_wait_seconds=0.05,
-        retry_delay_seconds=60.0, read_timeout_seconds=5.0, connect_timeout_seconds=2.0,
-    )
-    values.update(overrides)
-    return Settings(**values)
-
-
-def sandbox_env(sandbox, mis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
-    """Environment variables for running the real CLI against the sandbox."""
-    tokens = sandbox.issue_tokens()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QBO_", "SYNC_", "MIS_"))}
-    env.update({
-        "MIS_DATABASE_URL": mis_url, "QBO_CLIENT_ID": sandbox.config.client_id,
-        "QBO_CLIENT_SECRET": sandbox.config.client_secret, "QBO_REALM_ID": sandbox.config.realm_id,
-        "QBO_REFRESH_TOKEN": tokens["refresh_token"], "QBO_API_BASE": sandbox.api_base,
-        "QBO_DISCOVERY_URL": sandbox.discovery_url,
-        "SYNC_INVOICES_TOKEN_FILE": str(tmp_path / "state" / "tokens.json"),
-        "SYNC_INVOICES_LOG_DIR": str(tmp_path / "logs"), "SYNC_PUSHED_BY": "tests@sync_invoices",
-        "QBO_THROTTLE_WAIT_SECONDS": "0.05", "QBO_READ_TIMEOUT_SECONDS": "5", "QBO_CONNECT_TIMEOUT_SECONDS": "2",
-        "SYNC_INVOICES_CONFIG": str(tmp_path / "none.toml"),
-    })
-    (tmp_path / "none.toml").write_text("")
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(autouse=True)

@@ -20,8 +20,7 @@ import requests
 from qbo_sandbox import Sandbox
 from sync_invoices.demo_data import populate
 from sync_invoices.mis import Mis
-from tests.conftest import random_realm, sandbox_env
-from tests.test_e2e import CLI, json_of, run_cli
+from tests.helpers import CLI, json_of, random_realm, run_cli, sandbox_env
 
 COMPANY = "Ecole d'Art de Kigali (test)"
 DAY = 86400

@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
-from sync_invoices import tables as t
+from sync_invoices.mis import tables as t
 from sync_invoices.demo_data import create_categories
 from sync_invoices.mis import Mis
-from tests.conftest import sandbox_env
-from tests.test_e2e import assert_exactly_once, json_of, run_cli
+from tests.helpers import assert_exactly_once, json_of, run_cli, sandbox_env
 
 ZERO_DATE = "0000-00-00 00:00:00"
 UNMAPPED_CATEGORY = 6  # create_categories: five mapped categories, then one without a QuickBooks item

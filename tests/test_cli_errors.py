@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, inspect, select
 
-from sync_invoices import tables as t
+from sync_invoices.mis import tables as t
 from sync_invoices.demo_data import populate
-from sync_invoices.lock import company_lock
 from sync_invoices.mis import Mis
-from tests.conftest import create_mariadb_database, drop_mariadb_database, sandbox_env
-from tests.test_e2e import run_cli
+from sync_invoices.mis.runs import start_run
+from tests.helpers import create_mariadb_database, drop_mariadb_database, held_company_lock, run_cli, sandbox_env
 
 HOLDER = "cron@finance-pc"
 
@@ -172,9 +171,9 @@ def test_a_held_lock_exits_4_naming_the_holder(school, mis_url: str, sandbox, tm
     mis, env = school
     holder = Mis.connect(mis_url)
     try:
-        run_id = holder.start_run("all", HOLDER)
+        run_id = start_run(holder, "all", HOLDER)
         before = snapshot(mis)
-        with company_lock(holder, sandbox.realm_id, Path(env["SYNC_INVOICES_TOKEN_FILE"]).parent / "locks"):
+        with held_company_lock(holder, sandbox.realm_id, Path(env["SYNC_INVOICES_TOKEN_FILE"]).parent / "locks"):
             plain = run_cli(env, "all")
             as_json = run_cli(env, "batch", "--json")
             single = run_cli(env, "single", "1")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from sync_invoices import tables as t
+from sync_invoices.mis import tables as t
 from sync_invoices.demo_data import BAD_ROWS
 from sync_invoices.mis import Mis
 

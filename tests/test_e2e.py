@@ -3,61 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from tests.conftest import sandbox_env
-from sync_invoices import tables as t
+from tests.helpers import assert_exactly_once, json_of, run_cli, sandbox_env
+from sync_invoices.mis import tables as t
 from sync_invoices.demo_data import populate
-from sync_invoices.mapping import plan_invoice
 from sync_invoices.mis import Mis
-
-CLI = [sys.executable, "-m", "sync_invoices"]
-
-
-def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `sync_invoices <args>` as a user would."""
-    return subprocess.run(CLI + list(args), env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def json_of(result: subprocess.CompletedProcess) -> dict:
-    """The one JSON document a --json command prints on stdout."""
-    assert result.stdout.count("\n") == 1, result.stdout + result.stderr
-    return json.loads(result.stdout)
-
-
-def qbo_invoices_by_doc(sandbox) -> dict[str, list[dict]]:
-    found: dict[str, list[dict]] = {}
-    for invoice in sandbox.entities("Invoice"):
-        found.setdefault(invoice["DocNumber"], []).append(invoice)
-    return found
-
-
-def assert_exactly_once(mis: Mis, sandbox, ids: list[int]) -> None:
-    """Every id is synced with exactly one QuickBooks invoice of the right customer, amount and date."""
-    by_doc = qbo_invoices_by_doc(sandbox)
-    customers = {c["Id"]: c for c in sandbox.entities("Customer")}
-    with mis.read() as conn:
-        rows = {r.id: r for r in conn.execute(select(t.invoice).where(t.invoice.c.id.in_(ids)))}
-    plans = {r.id: plan_invoice(r) for r in mis.load_invoices(ids)}
-    for invoice_id in ids:
-        row = rows[invoice_id]
-        found = by_doc.get(f"MIS-{invoice_id}", [])
-        assert len(found) == 1, f"MIS-{invoice_id} is in QuickBooks {len(found)} times"
-        qbo = found[0]
-        assert row.QuickBk_Status == 1
-        assert row.quickbooks_id == qbo["Id"] and row.sync_token == qbo["SyncToken"]
-        assert row.pushed_by and row.pushed_date is not None
-        assert customers[qbo["CustomerRef"]["value"]]["DisplayName"] == plans[invoice_id].display_name
-        assert Decimal(str(qbo["TotalAmt"])) == plans[invoice_id].amount
-        assert qbo["TxnDate"] == plans[invoice_id].txn_date
-
+from sync_invoices.mis.invoices import load_invoices
+from sync_invoices.mis.runs import audit_rows, recent_runs
 
 @pytest.fixture
 def school(mis_url: str, sandbox, items, tmp_path: Path):
@@ -95,7 +52,7 @@ def test_single_batch_all_sync_every_invoice_exactly_once(school, sandbox) -> No
 
     assert_exactly_once(mis, sandbox, ids)
     customers = Counter(c["DisplayName"] for c in sandbox.entities("Customer"))
-    used = {r.person.reg_no for r in mis.load_invoices(ids)}
+    used = {r.person.reg_no for r in load_invoices(mis, ids)}
     assert set(customers) == used and set(customers.values()) == {1}, "each student is created once"
     with mis.read() as conn:
         stored = dict(conn.execute(select(t.personal_ug.c.reg_no, t.personal_ug.c.qk_id)).all())
@@ -129,12 +86,12 @@ def test_failed_invoice_shows_its_reason_in_status_and_audit(school, sandbox, tm
     assert f"Invoice {bad}" in failure["reason"]
     assert status["counts"]["failed"] == 1 and status["stuck"] == []
 
-    rows = [r for r in mis.audit_rows(invoice_id=bad)]
-    assert [r["action"] for r in rows] == ["claimed", "invalid"]
+    rows = [r for r in audit_rows(mis, invoice_id=bad)]
+    assert [r["action"] for r in rows] == ["claimed", "quarantined"]
     assert rows[-1]["error_code"] == "amount_not_positive" and rows[-1]["new_status"] == 2
     lines = [json.loads(line) for f in (tmp_path / "logs").glob("audit-*.jsonl") for line in f.read_text().splitlines()]
-    assert any(r["invoice_id"] == bad and r["action"] == "invalid" and "Fix:" in r["message"] for r in lines)
-    assert len(lines) == len(mis.audit_rows(limit=100_000)), "every audit row is also a JSON line"
+    assert any(r["invoice_id"] == bad and r["action"] == "quarantined" and "Fix:" in r["message"] for r in lines)
+    assert len(lines) == len(audit_rows(mis, limit=100_000)), "every audit row is also a JSON line"
 
     text = run_cli(env, "status")
     assert "amount_not_positive" in text.stdout and f"Invoice {bad}" in text.stdout
@@ -166,9 +123,9 @@ def test_dry_run_writes_nothing_anywhere(school, sandbox, tmp_path: Path) -> Non
     first = data["invoices"][0]
     assert first["payload"]["DocNumber"] == f"MIS-{generated.invoice_ids[0]}"
     assert first["payload"]["Line"][0]["Amount"] == first["amount"]
-    assert data["expected_calls"]["invoice_batch_writes"] == 8  # 4 claims of 50 -> 2 batches each
+    assert data["expected_calls"]["invoice_writes"] == 7  # full batches of 30, whatever the claims
     assert sandbox.stats()["requests"] == 0
-    assert mis.audit_rows() == [] and mis.recent_runs() == []
+    assert audit_rows(mis) == [] and recent_runs(mis) == []
     assert json_of(run_cli(env, "analyze", "--json"))["not_synced"] == 200
     assert not (tmp_path / "state" / "tokens.json").exists()
 

@@ -16,7 +16,6 @@ from sync_invoices.mapping import (
     customer_draft,
     doc_number,
     invoice_id_of,
-    invoice_matches,
     invoice_payload,
     plan_invoice,
     valid_email,
@@ -411,39 +410,6 @@ def test_invoice_id_of_foreign_doc_numbers_is_none(doc: str) -> None:
 def test_invoice_id_of_only_recognises_doc_numbers_the_tool_writes(doc: str) -> None:
     found = invoice_id_of(doc)
     assert found is None or doc_number(found) == doc
-
-
-# ---------------------------------------------------------------------------------------------
-# invoice_matches
-
-
-def test_invoice_matches_same_customer_and_amount() -> None:
-    found = {"CustomerRef": {"value": "77"}, "TotalAmt": 1500.5}
-    assert invoice_matches(found, "77", Decimal("1500.50")) is None
-    assert invoice_matches({"CustomerRef": {"value": 77}, "TotalAmt": Decimal("1500.50")}, "77",
-                           Decimal("1500.50")) is None
-
-
-def test_invoice_matches_reports_customer_difference() -> None:
-    diff = invoice_matches({"CustomerRef": {"value": "78"}, "TotalAmt": 10}, "77", Decimal("10.00"))
-    assert diff is not None and "78" in diff and "77" in diff and "amount" not in diff
-
-
-def test_invoice_matches_reports_amount_difference() -> None:
-    diff = invoice_matches({"CustomerRef": {"value": "77"}, "TotalAmt": 10.01}, "77", Decimal("10.00"))
-    assert diff is not None and "10.01" in diff and "10.00" in diff and "customer" not in diff
-
-
-def test_invoice_matches_reports_both_and_a_missing_total() -> None:
-    diff = invoice_matches({"CustomerRef": {"value": "1"}}, "77", Decimal("10.00"))
-    assert diff is not None and "customer" in diff and "amount" in diff
-    assert invoice_matches({}, "77", None) is not None
-
-
-def test_invoice_matches_ignores_what_is_not_given() -> None:
-    assert invoice_matches({"CustomerRef": {"value": "1"}, "TotalAmt": 5}, None, None) is None
-    assert invoice_matches({"CustomerRef": {"value": "1"}, "TotalAmt": 5}, None, Decimal("5.00")) is None
-    assert invoice_matches({"CustomerRef": {"value": "1"}, "TotalAmt": 6}, "1", None) is None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Every SQL path of sync_invoices.mis, tables and lock, on SQLite and on MariaDB built from the school's DDL."""
+"""Every SQL path of the sync_invoices.mis package and the company lock, on SQLite and on MariaDB built from the
+school's DDL."""
 
 from __future__ import annotations
 
@@ -15,18 +16,34 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import event, inspect, insert, select, text, update
 
-from sync_invoices import tables as t
 from sync_invoices.demo_data import ZERO_DATE, populate
-from sync_invoices.errors import ConfigError, LockHeld
-from sync_invoices.lock import company_lock, lock_is_held
+from sync_invoices.errors import ConfigError, LockHeld, LockLost
+from sync_invoices.lock import lock_is_held
 from sync_invoices.mapping import plan_invoice
-from sync_invoices.mis import Claimed, InvoiceState, Mis, StatusChange, db_local, db_utc
-from sync_invoices.models import Status
+from sync_invoices.mis import Mis, db_local, db_utc
+from sync_invoices.mis import tables as t
+from sync_invoices.mis.bookkeeping import (
+    apply_changes, bound_ids, close_writes, load_states, mark_sent, open_writes, quarantined_states, record_write,
+    release_quarantine,
+)
+from sync_invoices.mis.claims import (
+    claim_eligible, claim_ids, count_eligible, count_remaining, eligible_ids, owned, take_over,
+)
+from sync_invoices.mis.invoices import clear_customer_id, load_invoices, save_customer_ids
+from sync_invoices.mis.overview import counts, failures, in_progress_ids, preflight_failures, stuck
+from sync_invoices.mis.runs import (
+    audit_rows, finish_run, get_run, heartbeat, insert_audit, live_runs, mark_dead_runs, recent_runs, start_run,
+    unfinished_run,
+)
+from sync_invoices.models import Claimed, InvoiceState, Status, StatusChange, WriteRecord
+from tests.helpers import held_company_lock
 
 T0 = datetime(2025, 3, 1, 9, 30, 15, 250000, tzinfo=timezone.utc)
 EAT = timezone(timedelta(hours=3))
 STUDENT = "EAUR/2024/00001"
 APPLICANT = "APP-2025-000001"
+RUN = 7  # the run that claims, in tests that need one (claims carry their run as the rows' owner)
+AWAITING = (Status.NOT_SYNCED, Status.FAILED)
 GOOD: dict[str, Any] = dict(reg_no=STUDENT, fee_category=1, dept=150000.0, invoice_date=datetime(2024, 9, 2),
                             QuickBk_Status=0)
 
@@ -118,7 +135,7 @@ DOUBLES = [(0.1, "0.1"), (1234.5, "1234.5"), (0.1 + 0.2, "0.30000000000000004"),
 def test_double_amounts_come_back_as_the_exact_decimal_of_their_repr(mis: Mis) -> None:
     standard(mis)
     ids = add_invoices(mis, *({"dept": value} for value, _ in DOUBLES))
-    loaded = {row.id: row.amount for row in mis.load_invoices(ids)}
+    loaded = {row.id: row.amount for row in load_invoices(mis, ids)}
     for invoice_id, (_, expected) in zip(ids, DOUBLES):
         assert isinstance(loaded[invoice_id], Decimal)
         assert loaded[invoice_id] == Decimal(expected)
@@ -128,7 +145,7 @@ def test_double_amounts_come_back_as_the_exact_decimal_of_their_repr(mis: Mis) -
 def test_null_amount_and_null_date_load_as_none(mis: Mis) -> None:
     standard(mis)
     [invoice_id] = add_invoices(mis, {"dept": None, "invoice_date": None, "comment": None})
-    [row] = mis.load_invoices([invoice_id])
+    [row] = load_invoices(mis, [invoice_id])
     assert (row.amount, row.invoice_date, row.comment) == (None, None, None)
     assert row.person is not None and row.category is not None
 
@@ -138,7 +155,7 @@ def test_a_mysql_zero_date_loads_as_text_and_the_row_still_loads(mis: Mis) -> No
     ids = add_invoices(mis, {"invoice_date": ZERO_DATE, "dept": 0.1, "comment": "zero"}, {})
     with mis.write() as conn:  # also the MIS's own `date` column
         conn.execute(text(f"UPDATE tbl_imvoice SET date = '{ZERO_DATE}' WHERE id = {ids[0]}"))
-    zero, normal = mis.load_invoices(ids)
+    zero, normal = load_invoices(mis, ids)
     assert zero.invoice_date == ZERO_DATE
     assert (zero.amount, zero.comment, zero.person.reg_no) == (Decimal("0.1"), "zero", STUDENT)
     assert normal.invoice_date == date(2024, 9, 2)
@@ -150,10 +167,10 @@ def test_null_status_counts_as_not_synced(mis: Mis) -> None:
     standard(mis)
     [invoice_id] = add_invoices(mis, {"QuickBk_Status": None})
     assert status_of(mis, invoice_id) is None
-    [row] = mis.load_invoices([invoice_id])
+    [row] = load_invoices(mis, [invoice_id])
     assert row.status is Status.NOT_SYNCED
-    assert mis.eligible_ids(10) == [invoice_id]
-    assert mis.counts()["not_synced"] == 1
+    assert eligible_ids(mis, 10) == [invoice_id]
+    assert counts(mis)["not_synced"] == 1
 
 
 @pytest.mark.parametrize("students, expected_fname, expected_qbo", [
@@ -166,7 +183,7 @@ def test_duplicated_reg_no_picks_one_student(mis: Mis, students: list[tuple[str,
     add_category(mis)
     add_students(mis, *({"reg_no": STUDENT, "fname": f, "qk_id": q} for f, q in students))
     [invoice_id] = add_invoices(mis, {})
-    [row] = mis.load_invoices([invoice_id])
+    [row] = load_invoices(mis, [invoice_id])
     assert row.person.kind == "student"
     assert (row.person.given_name, row.person.qbo_id) == (expected_fname, expected_qbo)
 
@@ -177,7 +194,7 @@ def test_a_reg_no_found_only_as_an_applicant_tracking_id_gives_an_applicant(mis:
                          "family_name": "Uwase", "phone1": "+250721000001", "email1": "keza@example.com",
                          "quickbooks_id": "42"})
     [invoice_id] = add_invoices(mis, {"reg_no": APPLICANT})
-    [row] = mis.load_invoices([invoice_id])
+    [row] = load_invoices(mis, [invoice_id])
     person = row.person
     assert (person.kind, person.reg_no, person.given_name, person.middle_name, person.family_name) == \
         ("applicant", APPLICANT, "Keza", "Divine", "Uwase")
@@ -190,7 +207,7 @@ def test_student_wins_over_applicant_with_the_same_key(mis: Mis) -> None:
     add_students(mis, {"reg_no": STUDENT, "fname": "Student", "email1": "s@example.com", "email2": None,
                        "phone1": None, "phone2": "+250788"})
     [invoice_id] = add_invoices(mis, {})
-    [row] = mis.load_invoices([invoice_id])
+    [row] = load_invoices(mis, [invoice_id])
     assert (row.person.kind, row.person.given_name, row.person.qbo_id) == ("student", "Student", None)
     assert (row.person.emails, row.person.phones) == (("s@example.com",), ("+250788",))
 
@@ -199,7 +216,7 @@ def test_unknown_reg_no_and_unknown_category_load_without_person_or_category(mis
     standard(mis)
     ids = add_invoices(mis, {"reg_no": "EAUR/1999/NOBODY", "fee_category": 99}, {"reg_no": None},
                        {"fee_category": None})
-    nobody, no_reg, no_cat = mis.load_invoices(ids)
+    nobody, no_reg, no_cat = load_invoices(mis, ids)
     assert (nobody.person, nobody.category, nobody.fee_category) == (None, None, 99)
     assert no_reg.person is None
     assert (no_cat.category, no_cat.person.reg_no) == (None, STUDENT)
@@ -210,7 +227,7 @@ def test_category_and_item_are_loaded(mis: Mis) -> None:
     add_category(mis, 2, "Graduation Fee", None)
     add_students(mis, {"reg_no": STUDENT})
     ids = add_invoices(mis, {"fee_category": 1}, {"fee_category": 2})
-    mapped, unmapped = mis.load_invoices(ids)
+    mapped, unmapped = load_invoices(mis, ids)
     assert (mapped.category.id, mapped.category.name, mapped.category.item_id) == (1, "Tuition Fee", "11")
     assert (unmapped.category.name, unmapped.category.item_id) == ("Graduation Fee", None)
 
@@ -218,8 +235,8 @@ def test_category_and_item_are_loaded(mis: Mis) -> None:
 def test_load_invoices_returns_id_order_and_ignores_missing_ids(mis: Mis) -> None:
     standard(mis)
     ids = add_invoices(mis, {}, {}, {})
-    assert [r.id for r in mis.load_invoices([ids[2], ids[0], ids[2], 99999])] == [ids[0], ids[2]]
-    assert mis.load_invoices([]) == []
+    assert [r.id for r in load_invoices(mis, [ids[2], ids[0], ids[2], 99999])] == [ids[0], ids[2]]
+    assert load_invoices(mis, []) == []
 
 
 NAMES = [
@@ -235,7 +252,7 @@ def test_non_latin_names_round_trip(mis: Mis) -> None:
     add_category(mis)
     add_students(mis, *({"reg_no": r, "fname": f, "middlename": m, "lname": l} for r, f, m, l in NAMES))
     ids = add_invoices(mis, *({"reg_no": r, "comment": f"Frais de scolarité — {f}"} for r, f, _, _ in NAMES))
-    rows = mis.load_invoices(ids)
+    rows = load_invoices(mis, ids)
     for row, (reg_no, given, middle, family) in zip(rows, NAMES):
         assert row.reg_no == reg_no
         assert row.comment == f"Frais de scolarité — {given}"
@@ -245,7 +262,7 @@ def test_non_latin_names_round_trip(mis: Mis) -> None:
 
 def test_demo_population_loads_on_both_databases(mis: Mis) -> None:
     demo = populate(mis, invoices=40, students=12, applicants=4, item_ids=["1", "2", "3", "4", "5"])
-    rows = {r.id: r for r in mis.load_invoices(demo.invoice_ids)}
+    rows = {r.id: r for r in load_invoices(mis, demo.invoice_ids)}
     assert len(rows) == 48
     zero = [i for i, kind in demo.bad.items() if kind == "date_invalid"]
     assert [rows[i].invoice_date for i in zero] == [ZERO_DATE]
@@ -264,8 +281,8 @@ def test_demo_population_loads_on_both_databases(mis: Mis) -> None:
 def test_eligibility_by_status(mis: Mis, status: int | None, eligible: bool) -> None:
     standard(mis)
     [invoice_id] = add_invoices(mis, {"QuickBk_Status": status})
-    assert mis.eligible_ids(10) == ([invoice_id] if eligible else [])
-    assert mis.count_eligible() == int(eligible)
+    assert eligible_ids(mis, 10) == ([invoice_id] if eligible else [])
+    assert count_eligible(mis) == int(eligible)
 
 
 def test_quarantine_retry_time_and_bound_request_block_eligibility(db: Mis, clock: Clock) -> None:
@@ -276,25 +293,25 @@ def test_quarantine_retry_time_and_bound_request_block_eligibility(db: Mis, cloc
     add_state(db, earlier, attempts=1, quarantined=False, next_attempt_at=db_utc(T0 - timedelta(seconds=1)))
     add_state(db, bound, attempts=0, quarantined=False, request_id="req-1")
     add_state(db, clean_state, attempts=3, quarantined=False, next_attempt_at=None)
-    assert db.eligible_ids(100) == [free, earlier, clean_state]
-    assert db.count_eligible() == 3
+    assert eligible_ids(db, 100) == [free, earlier, clean_state]
+    assert count_eligible(db) == 3
     clock.advance(minutes=5, microseconds=-1)
-    assert db.eligible_ids(100) == [free, earlier, clean_state]  # one microsecond early: not yet
+    assert eligible_ids(db, 100) == [free, earlier, clean_state]  # one microsecond early: not yet
     clock.advance(microseconds=1)  # its retry time has come
-    assert db.eligible_ids(100) == [free, later, earlier, clean_state]
-    assert db.count_eligible() == 4
+    assert eligible_ids(db, 100) == [free, later, earlier, clean_state]
+    assert count_eligible(db) == 4
 
 
 def test_eligible_ids_oldest_first_with_limit_and_offset(mis: Mis) -> None:
     standard(mis)
     ids = add_invoices(mis, *({"QuickBk_Status": s} for s in [2, None, 1, 0, 3, 0, 2, None]))
     expected = [i for i, s in zip(ids, [2, None, 1, 0, 3, 0, 2, None]) if s in (0, 2, None)]
-    assert mis.eligible_ids(100) == expected
-    assert mis.eligible_ids(2) == expected[:2]
-    assert mis.eligible_ids(2, offset=2) == expected[2:4]
-    assert mis.eligible_ids(10, offset=5) == expected[5:]
-    assert mis.eligible_ids(10, offset=6) == []
-    assert mis.count_eligible() == 6
+    assert eligible_ids(mis, 100) == expected
+    assert eligible_ids(mis, 2) == expected[:2]
+    assert eligible_ids(mis, 2, offset=2) == expected[2:4]
+    assert eligible_ids(mis, 10, offset=5) == expected[5:]
+    assert eligible_ids(mis, 10, offset=6) == []
+    assert count_eligible(mis) == 6
 
 
 def test_count_remaining_excludes_synced_and_quarantined_only(db: Mis, clock: Clock) -> None:
@@ -302,8 +319,8 @@ def test_count_remaining_excludes_synced_and_quarantined_only(db: Mis, clock: Cl
     ids = add_invoices(db, *({"QuickBk_Status": s} for s in [0, None, 1, 2, 2, 3, 2]))
     add_state(db, ids[4], attempts=1, quarantined=True)
     add_state(db, ids[6], attempts=2, quarantined=False, next_attempt_at=db_utc(T0 + timedelta(hours=1)))
-    assert db.count_remaining() == 5  # 0, NULL, 2 (free), 3, 2 (waiting)
-    assert db.count_eligible() == 3
+    assert count_remaining(db) == 5  # 0, NULL, 2 (free), 3, 2 (waiting)
+    assert count_eligible(db) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +330,7 @@ def test_count_remaining_excludes_synced_and_quarantined_only(db: Mis, clock: Cl
 def test_claim_eligible_moves_rows_to_in_progress_and_stamps_them(db: Mis) -> None:
     standard(db)
     ids = add_invoices(db, *({"QuickBk_Status": s} for s in [None, 1, 2, 0, 3, 0]))
-    claimed = db.claim_eligible(3, "tests@sync")
+    claimed = claim_eligible(db, RUN, 3, "tests@sync")
     assert claimed == [Claimed(ids[0], Status.NOT_SYNCED), Claimed(ids[2], Status.FAILED),
                        Claimed(ids[3], Status.NOT_SYNCED)]
     rows = invoice_rows(db)
@@ -324,8 +341,21 @@ def test_claim_eligible_moves_rows_to_in_progress_and_stamps_them(db: Mis) -> No
     for invoice_id, status in ((ids[1], 1), (ids[4], 3), (ids[5], 0)):
         assert rows[invoice_id].QuickBk_Status == status
         assert rows[invoice_id].pushed_by is None
-    assert db.claim_eligible(10, "tests@sync") == [Claimed(ids[5], Status.NOT_SYNCED)]
-    assert db.claim_eligible(10, "tests@sync") == []
+    # The claim records its run as the owner (the fencing token) and where each row came from.
+    states = load_states(db, ids)
+    assert {i: (s.owner_run, s.claimed_from) for i, s in states.items()} == \
+        {ids[0]: (RUN, Status.NOT_SYNCED), ids[2]: (RUN, Status.FAILED), ids[3]: (RUN, Status.NOT_SYNCED)}
+    assert owned(db, RUN) == [(ids[0], None), (ids[2], None), (ids[3], None)]
+    assert claim_eligible(db, RUN, 10, "tests@sync") == [Claimed(ids[5], Status.NOT_SYNCED)]
+    assert claim_eligible(db, RUN, 10, "tests@sync") == []
+
+
+def test_claim_eligible_only_among_given_ids(db: Mis) -> None:
+    standard(db)
+    ids = add_invoices(db, {}, {}, {}, {"QuickBk_Status": 1})
+    assert claim_eligible(db, RUN, 10, "p", only=[ids[1], ids[3]]) == [Claimed(ids[1], Status.NOT_SYNCED)]
+    assert claim_eligible(db, RUN, 10, "p", only=[]) == []
+    assert [r.QuickBk_Status for r in invoice_rows(db).values()] == [0, 3, 0, 1]
 
 
 def test_on_claim_runs_inside_the_claim_transaction(db: Mis) -> None:
@@ -336,23 +366,23 @@ def test_on_claim_runs_inside_the_claim_transaction(db: Mis) -> None:
     def hook(conn: Any, claimed: list[Claimed]) -> None:
         statuses = list(conn.scalars(select(t.invoice.c.QuickBk_Status).order_by(t.invoice.c.id)))
         seen.append((claimed, statuses))
-        db.insert_audit(conn, [{"invoice_id": c.id, "action": "claimed", "old_status": int(c.old_status),
-                                "new_status": 3, "created_at": T0} for c in claimed])
+        insert_audit(conn, [{"invoice_id": c.id, "action": "claimed", "old_status": int(c.old_status),
+                             "new_status": 3, "created_at": T0} for c in claimed])
 
-    claimed = db.claim_eligible(5, "tests@sync", on_claim=hook)
+    claimed = claim_eligible(db, RUN, 5, "tests@sync", on_claim=hook)
     assert seen == [(claimed, [3, 3])]
-    assert [r["invoice_id"] for r in db.audit_rows()] == ids
+    assert [r["invoice_id"] for r in audit_rows(db)] == ids
 
     def failing(conn: Any, claimed: list[Claimed]) -> None:
-        db.insert_audit(conn, [{"invoice_id": 0, "action": "boom", "created_at": T0}])
+        insert_audit(conn, [{"invoice_id": 0, "action": "boom", "created_at": T0}])
         raise RuntimeError("hook failed")
 
     with db.write() as conn:
         conn.execute(update(t.invoice).values(QuickBk_Status=0, pushed_by=None))
     with pytest.raises(RuntimeError):
-        db.claim_eligible(5, "tests@sync", on_claim=failing)
+        claim_eligible(db, RUN, 5, "tests@sync", on_claim=failing)
     assert [r.QuickBk_Status for r in invoice_rows(db).values()] == [0, 0]  # rolled back with the hook
-    assert [r["action"] for r in db.audit_rows()] == ["claimed", "claimed"]
+    assert [r["action"] for r in audit_rows(db)] == ["claimed", "claimed"]
 
 
 def test_two_claimers_never_get_the_same_row(mis_url: str, mis: Mis) -> None:
@@ -368,7 +398,7 @@ def test_two_claimers_never_get_the_same_row(mis_url: str, mis: Mis) -> None:
         try:
             start.wait()
             while True:
-                claimed = claimers[n].claim_eligible(7, f"claimer-{n}")
+                claimed = claim_eligible(claimers[n], 100 + n, 7, f"claimer-{n}")
                 if not claimed:
                     return
                 got[n].extend(c.id for c in claimed)
@@ -389,7 +419,8 @@ def test_two_claimers_never_get_the_same_row(mis_url: str, mis: Mis) -> None:
     rows = invoice_rows(mis)
     assert {rows[i].pushed_by for i in got[0]} <= {"claimer-0"}
     assert {rows[i].pushed_by for i in got[1]} <= {"claimer-1"}
-    assert mis.count_eligible() == 0
+    assert count_eligible(mis) == 0
+    assert {i for i, _ in owned(mis, 100)} == set(got[0]) and {i for i, _ in owned(mis, 101)} == set(got[1])
 
 
 def test_claim_ids_from_statuses(db: Mis) -> None:
@@ -397,18 +428,19 @@ def test_claim_ids_from_statuses(db: Mis) -> None:
     ids = add_invoices(db, *({"QuickBk_Status": s} for s in [0, None, 1, 2, 3]))
     add_state(db, ids[3], attempts=1, quarantined=True)  # an operator's `single` claims quarantined rows
     hooked: list[list[Claimed]] = []
-    claimed = db.claim_ids(ids, "operator", on_claim=lambda conn, c: hooked.append(c))
+    claimed = claim_ids(db, ids, RUN, "operator", AWAITING, on_claim=lambda conn, c: hooked.append(c))
     assert claimed == [Claimed(ids[0], Status.NOT_SYNCED), Claimed(ids[1], Status.NOT_SYNCED),
                        Claimed(ids[3], Status.FAILED)]
     assert hooked == [claimed]
     rows = invoice_rows(db)
     assert [rows[i].QuickBk_Status for i in ids] == [3, 3, 1, 3, 3]
     assert rows[ids[1]].pushed_by == "operator" and rows[ids[2]].pushed_by is None
-    assert db.claim_ids([ids[2]], "operator") == []
-    assert db.claim_ids([ids[4]], "recovery", from_statuses=[Status.IN_PROGRESS]) == \
-        [Claimed(ids[4], Status.IN_PROGRESS)]
-    assert db.claim_ids([ids[0]], "operator", from_statuses=[Status.FAILED]) == []
-    assert db.claim_ids([], "operator") == []
+    assert claim_ids(db, [ids[2]], RUN, "operator", AWAITING) == []
+    assert claim_ids(db, [ids[4]], RUN, "recovery", [Status.IN_PROGRESS]) == [Claimed(ids[4], Status.IN_PROGRESS)]
+    assert claim_ids(db, [ids[0]], RUN, "operator", [Status.FAILED]) == []
+    assert claim_ids(db, [], RUN, "operator", AWAITING) == []
+    assert claim_ids(db, [ids[2]], RUN, "editor", [Status.SYNCED]) == [Claimed(ids[2], Status.SYNCED)]
+    assert load_states(db, [ids[2]])[ids[2]].claimed_from == Status.SYNCED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,9 +467,9 @@ def test_synced_changes_write_ids_and_tokens_per_row_in_one_statement(db: Mis, c
     clock.advance(minutes=3)
     statements.clear()
     with db.write() as conn:
-        db.apply_changes(conn, [StatusChange(ids[0], Status.SYNCED, "101", "0"),
-                                StatusChange(ids[1], Status.SYNCED, "2002", "7"),
-                                StatusChange(ids[2], Status.SYNCED, "30003", "12")], "pusher")
+        apply_changes(db, conn, [StatusChange(ids[0], Status.SYNCED, "101", "0"),
+                                 StatusChange(ids[1], Status.SYNCED, "2002", "7"),
+                                 StatusChange(ids[2], Status.SYNCED, "30003", "12")], "pusher", None)
     updates = [s for s in statements if s.upper().startswith("UPDATE TBL_IMVOICE")]
     assert len(updates) == 1
     rows = invoice_rows(db)
@@ -445,7 +477,7 @@ def test_synced_changes_write_ids_and_tokens_per_row_in_one_statement(db: Mis, c
         [(1, "101", "0"), (1, "2002", "7"), (1, "30003", "12"), (3, None, None)]
     assert {rows[i].pushed_by for i in ids[:3]} == {"pusher"}
     assert {rows[i].pushed_date for i in ids[:3]} == {db_local(clock())}
-    assert db.load_states(ids) == {}  # state=None deletes the bookkeeping row
+    assert load_states(db, ids) == {}  # state=None deletes the bookkeeping row
 
 
 @pytest.mark.parametrize("status", [Status.FAILED, Status.NOT_SYNCED, Status.IN_PROGRESS])
@@ -453,7 +485,7 @@ def test_other_status_changes_update_status_and_stamp(db: Mis, status: Status) -
     standard(db)
     ids = add_invoices(db, {"QuickBk_Status": 3}, {"QuickBk_Status": 3}, {"QuickBk_Status": 1})
     with db.write() as conn:
-        db.apply_changes(conn, [StatusChange(ids[0], status), StatusChange(ids[1], status)], "pusher")
+        apply_changes(db, conn, [StatusChange(ids[0], status), StatusChange(ids[1], status)], "pusher", None)
     rows = invoice_rows(db)
     assert [rows[i].QuickBk_Status for i in ids] == [int(status), int(status), 1]
     assert [rows[i].pushed_by for i in ids] == ["pusher", "pusher", None]
@@ -468,59 +500,137 @@ def test_state_rows_are_inserted_updated_and_deleted(db: Mis, clock: Clock) -> N
     first = InvoiceState(a, attempts=1, next_attempt_at=retry_at, quarantined=False, fingerprint="f" * 32,
                          error_code="timeout", reason="QuickBooks did not answer", fix="wait")
     with db.write() as conn:
-        db.apply_changes(conn, [StatusChange(a, Status.FAILED, state=first),
-                                StatusChange(b, Status.FAILED, state=InvoiceState(b, attempts=1, quarantined=True,
-                                                                                   error_code="6000"))], "p")
-    states = db.load_states([a, b])
+        apply_changes(db, conn, [StatusChange(a, Status.FAILED, state=first),
+                                 StatusChange(b, Status.FAILED, state=InvoiceState(b, attempts=1, quarantined=True,
+                                                                                    error_code="6000"))], "p", None)
+    states = load_states(db, [a, b])
     assert states[a] == first
     assert states[a].next_attempt_at.tzinfo is not None
     assert states[a].next_attempt_at.astimezone(timezone.utc) == datetime(2025, 3, 1, 9, 45, 1, 654321,
                                                                            tzinfo=timezone.utc)
     assert states[b].quarantined is True and states[b].error_code == "6000"
     second = InvoiceState(a, attempts=2, next_attempt_at=None, quarantined=True, fingerprint="g" * 32,
-                          error_code="6240", reason="Duplicate name", fix="rename", request_id=None)
+                          error_code="6240", reason="Duplicate name", fix="rename", request_id=None, owner_run=RUN,
+                          claimed_from=Status.FAILED, send_alone=True)
     with db.write() as conn:
-        db.apply_changes(conn, [StatusChange(a, Status.FAILED, state=second)], "p")
-    assert db.load_states([a]) == {a: second}
+        apply_changes(db, conn, [StatusChange(a, Status.FAILED, state=second)], "p", None)
+    assert load_states(db, [a]) == {a: second}
     with db.read() as conn:
         assert conn.scalar(select(t.invoice_state.c.updated_at).where(t.invoice_state.c.invoice_id == a)) == \
             db_utc(T0)
     with db.write() as conn:
-        db.apply_changes(conn, [StatusChange(a, Status.NOT_SYNCED, state=None)], "p")
-    assert set(db.load_states([a, b])) == {b}
+        apply_changes(db, conn, [StatusChange(a, Status.NOT_SYNCED, state=None)], "p", None)
+    assert set(load_states(db, [a, b])) == {b}
 
 
-def test_record_write_pending_writes_and_close_writes_round_trip(db: Mis, clock: Clock) -> None:
+def write_record(request_id: str, ids: list[int], body: str = "{}", *, run_id: int = RUN,
+                 kind: str = "batch") -> WriteRecord:
+    return WriteRecord(request_id, kind, "create", body, tuple(ids), T0, run_id, T0, 1,
+                       items='{"%d": {"operation": "create"}}' % ids[0])
+
+
+def test_record_write_open_writes_and_close_writes_round_trip(db: Mis, clock: Clock) -> None:
     standard(db)
-    ids = add_invoices(db, *({"QuickBk_Status": 3},) * 3)
+    ids = add_invoices(db, *({"QuickBk_Status": 0},) * 3)
     add_state(db, ids[0], attempts=2, quarantined=False, error_code="timeout")
+    assert len(claim_ids(db, ids[:2], RUN, "p", AWAITING)) == 2
+    assert len(claim_ids(db, ids[2:], RUN + 1, "p", AWAITING)) == 1
     body = '{"BatchItemRequest": [{"bId": "i1", "Invoice": {"PrivateNote": "Théogène 😀"}}]}' + " " * 70000
     with db.write() as conn:
-        db.record_write(conn, "req-A", "Invoice", body, ids[:2], run_id=7)
+        record_write(db, conn, write_record("req-A", ids[:2], body), RUN)
     clock.advance(seconds=2)
     with db.write() as conn:
-        db.record_write(conn, "req-B", "Invoice", "{}", [ids[2]], run_id=None)
-    pending = db.pending_writes()
-    assert [(p.request_id, p.entity, p.invoice_ids, p.run_id) for p in pending] == \
-        [("req-A", "Invoice", tuple(ids[:2]), 7), ("req-B", "Invoice", (ids[2],), None)]
+        record_write(db, conn, write_record("req-B", [ids[2]], run_id=RUN + 1, kind="single"), RUN + 1)
+    pending = open_writes(db)
+    assert [(p.request_id, p.kind, p.operation, p.invoice_ids, p.run_id, p.attempts) for p in pending] == \
+        [("req-A", "batch", "create", tuple(ids[:2]), RUN, 1), ("req-B", "single", "create", (ids[2],), RUN + 1, 1)]
     assert pending[0].body == body
-    assert pending[0].created_at == T0 and pending[1].created_at == T0 + timedelta(seconds=2)
-    states = db.load_states(ids)
+    assert pending[0].items == '{"%d": {"operation": "create"}}' % ids[0]
+    # Stamped when recorded (the clock of the database's writer), sent the same moment.
+    assert pending[0].created_at == pending[0].sent_at == T0
+    assert pending[1].created_at == pending[1].sent_at == T0 + timedelta(seconds=2)
+    assert [p.request_id for p in open_writes(db, RUN + 1)] == ["req-B"]
+    states = load_states(db, ids)
     assert [states[i].request_id for i in ids] == ["req-A", "req-A", "req-B"]
-    assert (states[ids[0]].attempts, states[ids[0]].error_code) == (2, "timeout")  # upsert kept the rest
+    assert (states[ids[0]].attempts, states[ids[0]].error_code) == (2, "timeout")  # the rest is kept
+    assert bound_ids(db, "req-A") == ids[:2] and bound_ids(db, "req-B") == [ids[2]]
     with db.write() as conn:
-        db.apply_changes(conn, [StatusChange(i, Status.FAILED, state=states[i]) for i in ids], "p")
-    assert db.eligible_ids(10) == []  # bound to an unanswered write
+        apply_changes(db, conn, [StatusChange(i, Status.FAILED, state=states[i]) for i in ids[:2]], "p", RUN)
+        apply_changes(db, conn, [StatusChange(ids[2], Status.FAILED, state=states[ids[2]])], "p", RUN + 1)
+    assert eligible_ids(db, 10) == []  # bound to an unanswered write
     with db.write() as conn:
-        db.close_writes(conn, ["req-A"])
-        db.close_writes(conn, [])
-    assert [p.request_id for p in db.pending_writes()] == ["req-B"]
-    states = db.load_states(ids)
+        close_writes(db, conn, ["req-A"])
+        close_writes(db, conn, [])
+    assert [p.request_id for p in open_writes(db)] == ["req-B"]
+    states = load_states(db, ids)
     assert [states[i].request_id for i in ids] == [None, None, "req-B"]
-    assert db.eligible_ids(10) == ids[:2]
+    assert eligible_ids(db, 10) == ids[:2]
     with db.read() as conn:
         answered = conn.scalar(select(t.writes.c.answered_at).where(t.writes.c.request_id == "req-A"))
     assert answered == db_utc(T0 + timedelta(seconds=2))
+
+
+def test_record_write_and_mark_sent_are_fenced_by_the_owner_run(db: Mis, clock: Clock) -> None:
+    standard(db)
+    mine, theirs, free = add_invoices(db, {}, {}, {})
+    claim_ids(db, [mine], RUN, "p", AWAITING)
+    claim_ids(db, [theirs], RUN + 1, "p", AWAITING)
+    for ids in ([mine, theirs], [free]):  # not all of them belong to this run: nothing is recorded
+        with pytest.raises(LockLost):
+            with db.write() as conn:
+                record_write(db, conn, write_record("req-X", ids), RUN)
+        assert open_writes(db) == [] and load_states(db, [mine])[mine].request_id is None
+    with db.write() as conn:
+        record_write(db, conn, write_record("req-1", [mine]), RUN)
+    with pytest.raises(LockLost):  # an invoice waits on one write at a time
+        with db.write() as conn:
+            record_write(db, conn, write_record("req-2", [mine]), RUN)
+    assert [w.request_id for w in open_writes(db)] == ["req-1"]
+    clock.advance(seconds=5)
+    with db.write() as conn:
+        mark_sent(db, conn, "req-1", RUN)
+    [again] = open_writes(db)
+    assert (again.sent_at, again.attempts, again.created_at) == (T0 + timedelta(seconds=5), 2, T0)
+    with pytest.raises(LockLost):
+        with db.write() as conn:
+            mark_sent(db, conn, "req-1", RUN + 1)
+    with db.write() as conn:
+        close_writes(db, conn, ["req-1"])
+    with pytest.raises(LockLost):  # an answered write is never sent again
+        with db.write() as conn:
+            mark_sent(db, conn, "req-1", RUN)
+
+
+def test_apply_changes_applies_nothing_unless_the_run_owns_every_row(db: Mis) -> None:
+    standard(db)
+    mine, theirs = add_invoices(db, {}, {})
+    claim_ids(db, [mine], RUN, "p", AWAITING)
+    claim_ids(db, [theirs], RUN + 1, "p", AWAITING)
+    with pytest.raises(LockLost):
+        with db.write() as conn:
+            apply_changes(db, conn, [StatusChange(mine, Status.SYNCED, "1", "0"),
+                                     StatusChange(theirs, Status.SYNCED, "2", "0")], "p", RUN)
+    assert [r.QuickBk_Status for r in invoice_rows(db).values()] == [3, 3]
+    with db.write() as conn:
+        apply_changes(db, conn, [StatusChange(mine, Status.SYNCED, "1", "0")], "p", RUN)
+    assert [r.QuickBk_Status for r in invoice_rows(db).values()] == [1, 3]
+
+
+def test_take_over_moves_the_rows_and_open_writes_of_runs_that_are_not_live(db: Mis) -> None:
+    standard(db)
+    dead, live, orphan, bound, idle = add_invoices(db, {}, {}, {"QuickBk_Status": 3}, {}, {})
+    claim_ids(db, [dead], 1, "p", AWAITING)
+    claim_ids(db, [live], 2, "p", AWAITING)
+    claim_ids(db, [bound], 1, "p", AWAITING)
+    with db.write() as conn:
+        record_write(db, conn, write_record("req-dead", [bound], run_id=1), 1)
+    assert take_over(db, RUN, {2}) == 3  # dead's, the orphan left by an older version, and the bound one
+    assert owned(db, RUN) == [(dead, None), (orphan, None), (bound, "req-dead")]
+    assert owned(db, 2) == [(live, None)]
+    assert [(w.request_id, w.run_id) for w in open_writes(db)] == [("req-dead", RUN)]
+    assert load_states(db, [orphan])[orphan].claimed_from is None
+    assert idle not in in_progress_ids(db)
+    assert take_over(db, RUN, {2}) == 0, "taking over again finds nothing new"
 
 
 def test_quarantined_states_and_release_quarantine(db: Mis, clock: Clock) -> None:
@@ -532,16 +642,18 @@ def test_quarantined_states_and_release_quarantine(db: Mis, clock: Clock) -> Non
     add_state(db, pending_q, attempts=1, quarantined=True)
     add_state(db, failed_free, attempts=1, quarantined=False)
     add_state(db, failed_q2, attempts=1, quarantined=True, error_code="amount_missing")
-    assert [s.invoice_id for s in db.quarantined_states()] == [failed_q, failed_q2]
-    assert db.quarantined_states()[0].error_code == "6000"
-    assert db.eligible_ids(10) == [failed_free]
+    assert [s.invoice_id for s in quarantined_states(db)] == [failed_q, failed_q2]
+    assert quarantined_states(db)[0].error_code == "6000"
+    assert eligible_ids(db, 10) == [failed_free]
     clock.advance(minutes=1)
-    db.release_quarantine([failed_q])
-    state = db.load_states([failed_q])[failed_q]
+    with db.write() as conn:
+        release_quarantine(db, conn, [failed_q])
+    state = load_states(db, [failed_q])[failed_q]
     assert (state.quarantined, state.attempts, state.next_attempt_at, state.error_code) == (False, 0, None, "6000")
-    assert [s.invoice_id for s in db.quarantined_states()] == [failed_q2]
-    assert db.eligible_ids(10) == [failed_q, failed_free]
-    db.release_quarantine([])
+    assert [s.invoice_id for s in quarantined_states(db)] == [failed_q2]
+    assert eligible_ids(db, 10) == [failed_q, failed_free]
+    with db.write() as conn:
+        release_quarantine(db, conn, [])
 
 
 def test_save_customer_ids_for_students_applicants_and_clearing(mis: Mis) -> None:
@@ -557,14 +669,19 @@ def test_save_customer_ids_for_students_applicants_and_clearing(mis: Mis) -> Non
                                       .order_by(t.online_application.c.appl_Id)).all()
         return [tuple(r) for r in students], [tuple(r) for r in applicants]
 
-    mis.save_customer_ids({("student", "S1"): "58", ("student", "S2"): "59", ("applicant", "A1"): "60"})
+    with mis.write() as conn:
+        save_customer_ids(conn, {("student", "S1"): "58", ("student", "S2"): "59", ("applicant", "A1"): "60"})
     assert ids() == ([("S1", "58"), ("S1", "58"), ("S2", "59"), ("S3", "keep")],
                      [("A1", "60"), ("A2", "keep-a")])
     with mis.write() as conn:
-        mis.save_customer_ids({("student", "S1"): None, ("applicant", "A1"): None}, conn)
+        save_customer_ids(conn, {("student", "S1"): None, ("applicant", "A1"): None})
     assert ids() == ([("S1", None), ("S1", None), ("S2", "59"), ("S3", "keep")],
                      [("A1", None), ("A2", "keep-a")])
-    mis.save_customer_ids({})
+    with mis.write() as conn:
+        save_customer_ids(conn, {})
+        clear_customer_id(conn, "keep-a")  # QuickBooks no longer accepts it: forgotten wherever it is stored
+    assert ids() == ([("S1", None), ("S1", None), ("S2", "59"), ("S3", "keep")],
+                     [("A1", None), ("A2", None)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,24 +694,24 @@ def test_counts_exact_numbers_and_amounts(db: Mis) -> None:
     ids = add_invoices(db, *({"QuickBk_Status": s, "dept": d} for s, d in rows))
     add_state(db, ids[5], attempts=1, quarantined=True)
     add_state(db, ids[0], attempts=1, quarantined=True)  # quarantined but no longer failed: not counted
-    counts = db.counts()
-    assert counts == {"total": 8, "not_synced": 3, "synced": 2, "failed": 2, "in_progress": 1, "other": 0,
-                      "progress_pct": 25.0, "quarantined": 1,
-                      "amounts": {"not_synced": "10.30", "synced": "100.60", "failed": "7.00",
-                                  "in_progress": "7.25", "total": "125.15"}}
+    found = counts(db)
+    assert found == {"total": 8, "not_synced": 3, "synced": 2, "failed": 2, "in_progress": 1, "other": 0,
+                     "progress_pct": 25.0, "quarantined": 1,
+                     "amounts": {"not_synced": "10.30", "synced": "100.60", "failed": "7.00",
+                                 "in_progress": "7.25", "total": "125.15"}}
 
 
 def test_counts_of_an_empty_mis(mis: Mis) -> None:
-    assert mis.counts() == {"total": 0, "not_synced": 0, "synced": 0, "failed": 0, "in_progress": 0, "other": 0,
-                            "progress_pct": 0.0, "quarantined": 0,
-                            "amounts": {"not_synced": "0.00", "synced": "0.00", "failed": "0.00",
-                                        "in_progress": "0.00", "total": "0.00"}}
+    assert counts(mis) == {"total": 0, "not_synced": 0, "synced": 0, "failed": 0, "in_progress": 0, "other": 0,
+                           "progress_pct": 0.0, "quarantined": 0,
+                           "amounts": {"not_synced": "0.00", "synced": "0.00", "failed": "0.00",
+                                       "in_progress": "0.00", "total": "0.00"}}
 
 
 def test_progress_pct_is_rounded_to_two_places(mis: Mis) -> None:
     standard(mis)
     add_invoices(mis, {"QuickBk_Status": 1}, {"QuickBk_Status": 0}, {"QuickBk_Status": 0})
-    assert mis.counts()["progress_pct"] == 33.33
+    assert counts(mis)["progress_pct"] == 33.33
 
 
 def parity_corpus(mis: Mis) -> dict[str, int]:
@@ -653,7 +770,7 @@ def parity_corpus(mis: Mis) -> dict[str, int]:
 
 
 def first_codes(mis: Mis, default_item_id: str | None) -> dict[str, int]:
-    rows = mis.load_invoices(mis.eligible_ids(100_000))
+    rows = load_invoices(mis, eligible_ids(mis, 100_000))
     plans = [plan_invoice(row, default_item_id) for row in rows]
     return dict(Counter(p.problems[0].code for p in plans if p.problems))
 
@@ -664,7 +781,7 @@ def test_preflight_failures_equal_the_first_problem_of_plan_invoice(mis: Mis, de
     if default_item_id is not None:
         expected.pop("item_missing")
         expected["amount_not_positive"] += 1  # the unmapped-category row with dept 0 shows its next problem
-    preflight = mis.preflight_failures(default_item_id)
+    preflight = preflight_failures(mis, default_item_id)
     assert preflight == first_codes(mis, default_item_id)
     assert preflight == expected
 
@@ -672,7 +789,7 @@ def test_preflight_failures_equal_the_first_problem_of_plan_invoice(mis: Mis, de
 def test_preflight_failures_of_a_clean_mis_is_empty(mis: Mis) -> None:
     standard(mis)
     add_invoices(mis, {}, {"QuickBk_Status": None})
-    assert mis.preflight_failures(None) == {}
+    assert preflight_failures(mis, None) == {}
 
 
 def test_preflight_parity_for_reg_nos_with_surrounding_tabs_or_newlines(mis: Mis) -> None:
@@ -681,14 +798,14 @@ def test_preflight_parity_for_reg_nos_with_surrounding_tabs_or_newlines(mis: Mis
     add_students(mis, {"reg_no": "EAUR/2024/00002\n"})
     add_invoices(mis, {"reg_no": "\t"}, {"reg_no": "EAUR/2024/00002\n"}, {"reg_no": "\tEAUR/2024/NOBODY"})
     assert first_codes(mis, None) == {"display_name_invalid": 3}
-    assert mis.preflight_failures(None) == first_codes(mis, None)
+    assert preflight_failures(mis, None) == first_codes(mis, None)
 
 
 def test_preflight_parity_for_a_zero_in_date(mis: Mis) -> None:
     standard(mis)
     add_invoices(mis, {"invoice_date": "2024-00-00 00:00:00"})
     assert first_codes(mis, None) == {"date_invalid": 1}
-    assert mis.preflight_failures(None) == {"date_invalid": 1}
+    assert preflight_failures(mis, None) == {"date_invalid": 1}
 
 
 def test_preflight_parity_for_reg_nos_differing_in_case_or_trailing_space(mis: Mis) -> None:
@@ -696,7 +813,7 @@ def test_preflight_parity_for_reg_nos_differing_in_case_or_trailing_space(mis: M
     # (MariaDB's utf8mb4 collation ignores case and trailing spaces; SQLite does not).
     standard(mis)
     add_invoices(mis, {"reg_no": STUDENT.lower()}, {"reg_no": STUDENT + " "})
-    assert mis.preflight_failures(None) == first_codes(mis, None)
+    assert preflight_failures(mis, None) == first_codes(mis, None)
 
 
 def test_failures_lists_failed_invoices_newest_first_with_reasons(db: Mis, clock: Clock) -> None:
@@ -704,14 +821,14 @@ def test_failures_lists_failed_invoices_newest_first_with_reasons(db: Mis, clock
     older, newer, bare, not_failed = add_invoices(db, *({"QuickBk_Status": s} for s in (3, 3, 2, 3)))
     retry = T0 + timedelta(hours=2)
     with db.write() as conn:
-        db.apply_changes(conn, [StatusChange(older, Status.FAILED, state=InvoiceState(
-            older, attempts=2, next_attempt_at=retry, error_code="timeout", reason="slow", fix="wait"))], "p")
+        apply_changes(db, conn, [StatusChange(older, Status.FAILED, state=InvoiceState(
+            older, attempts=2, next_attempt_at=retry, error_code="timeout", reason="slow", fix="wait"))], "p", None)
     clock.advance(minutes=1)
     with db.write() as conn:
-        db.apply_changes(conn, [StatusChange(newer, Status.FAILED, state=InvoiceState(
+        apply_changes(db, conn, [StatusChange(newer, Status.FAILED, state=InvoiceState(
             newer, attempts=1, quarantined=True, error_code="6000", reason="refused", fix="fix it")),
-            StatusChange(not_failed, Status.NOT_SYNCED, state=InvoiceState(not_failed, attempts=1))], "p")
-    assert db.failures() == [
+            StatusChange(not_failed, Status.NOT_SYNCED, state=InvoiceState(not_failed, attempts=1))], "p", None)
+    assert failures(db) == [
         {"id": newer, "code": "6000", "reason": "refused", "fix": "fix it", "quarantined": True, "attempts": 1,
          "next_attempt_at": None},
         {"id": older, "code": "timeout", "reason": "slow", "fix": "wait", "quarantined": False, "attempts": 2,
@@ -719,65 +836,90 @@ def test_failures_lists_failed_invoices_newest_first_with_reasons(db: Mis, clock
         {"id": bare, "code": "", "reason": "", "fix": "", "quarantined": False, "attempts": 0,
          "next_attempt_at": None},
     ]
-    assert [f["id"] for f in db.failures(limit=1)] == [newer]
+    assert [f["id"] for f in failures(db, limit=1)] == [newer]
 
 
 def test_stuck_and_in_progress_ids(db: Mis, clock: Clock) -> None:
     standard(db)
     first, second, idle, orphan = add_invoices(db, {}, {}, {}, {"QuickBk_Status": 3})
-    db.claim_ids([first], "p")
+    claim_ids(db, [first], RUN, "p", AWAITING)
     clock.advance(hours=1)
-    db.claim_ids([second], "p")
-    assert db.in_progress_ids() == [first, second, orphan]
-    assert db.stuck() == [(first, db_local(T0)), (second, db_local(T0 + timedelta(hours=1))), (orphan, None)]
-    assert db.stuck(older_than=T0 + timedelta(minutes=30)) == [(first, db_local(T0)), (orphan, None)]
-    assert db.stuck(older_than=T0 - timedelta(minutes=1)) == [(orphan, None)]
-    assert idle not in db.in_progress_ids()
+    claim_ids(db, [second], RUN, "p", AWAITING)
+    assert in_progress_ids(db) == [first, second, orphan]
+    assert stuck(db) == [(first, db_local(T0)), (second, db_local(T0 + timedelta(hours=1))), (orphan, None)]
+    assert stuck(db, older_than=T0 + timedelta(minutes=30)) == [(first, db_local(T0)), (orphan, None)]
+    assert stuck(db, older_than=T0 - timedelta(minutes=1)) == [(orphan, None)]
+    assert idle not in in_progress_ids(db)
 
 
 def test_runs_are_recorded_listed_and_finished(db: Mis, clock: Clock) -> None:
-    assert db.recent_runs() == [] and db.unfinished_run() is None
-    first = db.start_run("batch", "tests@sync")
+    assert recent_runs(db) == [] and unfinished_run(db) is None
+    first = start_run(db, "batch", "tests@sync")
     clock.advance(seconds=30)
-    db.finish_run(first, synced=5, failed=2, adopted=1, remaining=3, exit_code=1, message="é" * 600)
-    second = db.start_run("all", "other@sync")
+    finish_run(db, first, state="finished", synced=5, failed=2, adopted=1, updated=1, remaining=3, exit_code=1,
+               message="é" * 600)
+    second = start_run(db, "all", "other@sync", total=40)
     assert second > first
-    runs = db.recent_runs()
+    runs = recent_runs(db)
     assert [r["id"] for r in runs] == [second, first]
     done = runs[1]
     assert {k: done[k] for k in ("command", "started", "finished", "pushed_by", "synced", "failed", "adopted",
-                                  "remaining", "exit_code")} == \
+                                  "updated", "remaining", "exit_code", "state")} == \
         {"command": "batch", "started": T0.isoformat(), "finished": (T0 + timedelta(seconds=30)).isoformat(),
-         "pushed_by": "tests@sync", "synced": 5, "failed": 2, "adopted": 1, "remaining": 3, "exit_code": 1}
+         "pushed_by": "tests@sync", "synced": 5, "failed": 2, "adopted": 1, "updated": 1, "remaining": 3,
+         "exit_code": 1, "state": "finished"}
     assert done["message"] == "é" * 500
     assert (done["host"], done["pid"]) == (socket.gethostname(), os.getpid())
     assert runs[0]["finished"] is None and runs[0]["message"] == "" and runs[0]["synced"] == 0
-    assert db.unfinished_run() == {"id": second, "command": "all", "started": (T0 + timedelta(seconds=30)).isoformat(),
-                                   "pushed_by": "other@sync", "host": socket.gethostname(), "pid": os.getpid()}
-    assert [r["id"] for r in db.recent_runs(limit=1)] == [second]
-    db.finish_run(second, synced=0, failed=0, adopted=0, remaining=None, exit_code=0)
-    assert db.unfinished_run() is None
+    assert (runs[0]["state"], runs[0]["total"], runs[0]["done"]) == ("running", 40, 0)
+    running = unfinished_run(db)
+    assert {k: running[k] for k in ("id", "command", "started", "pushed_by", "host", "pid")} == \
+        {"id": second, "command": "all", "started": (T0 + timedelta(seconds=30)).isoformat(),
+         "pushed_by": "other@sync", "host": socket.gethostname(), "pid": os.getpid()}
+    assert [r["id"] for r in recent_runs(db, limit=1)] == [second]
+    assert get_run(db, second) == runs[0] and get_run(db, 999_999) is None
+    finish_run(db, second, state="interrupted", synced=0, failed=0, adopted=0, updated=0, remaining=None,
+               exit_code=143)
+    assert unfinished_run(db) is None
+    assert get_run(db, second)["state"] == "interrupted"
+
+
+def test_a_run_is_live_while_its_heartbeat_is_within_the_lease(db: Mis, clock: Clock) -> None:
+    quiet = start_run(db, "all", "a")
+    beating = start_run(db, "all", "b")
+    ended = start_run(db, "batch", "c")
+    finish_run(db, ended, state="finished", synced=0, failed=0, adopted=0, updated=0, remaining=0, exit_code=0)
+    assert live_runs(db, 30) == {quiet, beating}
+    clock.advance(seconds=20)
+    heartbeat(db, beating, done=3, total=10)
+    clock.advance(seconds=20)
+    assert live_runs(db, 30) == {beating}
+    assert (get_run(db, beating)["done"], get_run(db, beating)["total"]) == (3, 10)
+    mark_dead_runs(db, {beating})
+    dead = get_run(db, quiet)
+    assert dead["state"] == "failed" and dead["finished"] == clock().isoformat() and dead["message"]
+    assert get_run(db, beating)["finished"] is None and get_run(db, ended)["state"] == "finished"
 
 
 def test_audit_rows_round_trip(db: Mis) -> None:
     local = datetime(2025, 3, 1, 12, 30, 15, 250000, tzinfo=EAT)
     with db.write() as conn:
-        db.insert_audit(conn, [
+        insert_audit(conn, [
             {"run_id": 1, "invoice_id": 7, "action": "claimed", "old_status": 0, "new_status": 3, "qbo_id": None,
              "request_id": None, "error_code": None, "message": "Théogène 😀", "created_at": local},
             {"run_id": 1, "invoice_id": 8, "action": "synced", "old_status": 3, "new_status": 1, "qbo_id": "501",
              "request_id": "req-1", "error_code": None, "message": "", "created_at": T0},
-            {"run_id": 1, "invoice_id": 7, "action": "failed", "old_status": 3, "new_status": 2, "qbo_id": None,
+            {"run_id": 1, "invoice_id": 7, "action": "quarantined", "old_status": 3, "new_status": 2, "qbo_id": None,
              "request_id": "req-1", "error_code": "6000", "message": "x" * 5000, "created_at": T0},
         ])
-        db.insert_audit(conn, [])
-    rows = db.audit_rows()
-    assert [(r["invoice_id"], r["action"]) for r in rows] == [(7, "claimed"), (8, "synced"), (7, "failed")]
+        insert_audit(conn, [])
+    rows = audit_rows(db)
+    assert [(r["invoice_id"], r["action"]) for r in rows] == [(7, "claimed"), (8, "synced"), (7, "quarantined")]
     assert rows[0]["created_at"] == datetime(2025, 3, 1, 9, 30, 15, 250000)  # naive UTC
     assert rows[0]["message"] == "Théogène 😀" and rows[2]["message"] == "x" * 5000
     assert (rows[1]["qbo_id"], rows[1]["request_id"], rows[1]["new_status"]) == ("501", "req-1", 1)
-    assert [r["action"] for r in db.audit_rows(invoice_id=7)] == ["claimed", "failed"]
-    assert len(db.audit_rows(limit=2)) == 2
+    assert [r["action"] for r in audit_rows(db, invoice_id=7)] == ["claimed", "quarantined"]
+    assert len(audit_rows(db, limit=2)) == 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -798,7 +940,7 @@ def mis_shape(mis: Mis) -> dict[str, Any]:
 def test_ensure_tables_is_idempotent_and_never_alters_mis_tables(mis: Mis) -> None:
     before = mis_shape(mis)
     tables_before = set(inspect(mis.engine).get_table_names())
-    mis.start_run("batch", "x")
+    start_run(mis, "batch", "x")
     mis.ensure_tables()
     mis.ensure_tables()
     assert mis_shape(mis) == before
@@ -807,7 +949,7 @@ def test_ensure_tables_is_idempotent_and_never_alters_mis_tables(mis: Mis) -> No
     assert tables_after == tables_before
     assert {"qb_invoice_state", "qb_sync_writes", "qb_sync_runs", "qb_sync_audit"} <= tables_after
     assert {n for n in tables_after if not n.startswith("qb_")} == set(t.mis_metadata.tables)
-    assert len(mis.recent_runs()) == 1  # the tool's own data survives
+    assert len(recent_runs(mis)) == 1  # the tool's own data survives
 
 
 def test_ensure_tables_on_a_bare_mis_creates_only_qb_tables(mis_url: str) -> None:
@@ -881,23 +1023,23 @@ def realm() -> str:
 
 def test_company_lock_refuses_a_second_holder_and_names_the_run(mis_url: str, mis: Mis, tmp_path: Path,
                                                                   realm: str) -> None:
-    run_id = mis.start_run("all", "bursar@finance")
+    run_id = start_run(mis, "all", "bursar@finance")
     other = Mis.connect(mis_url)
     try:
         assert lock_is_held(other, realm, tmp_path) is False
-        with company_lock(mis, realm, tmp_path):
+        with held_company_lock(mis, realm, tmp_path):
             assert lock_is_held(other, realm, tmp_path) is True
             assert lock_is_held(mis, realm, tmp_path) is True
             with pytest.raises(LockHeld) as caught:
-                with company_lock(other, realm, tmp_path):
+                with held_company_lock(other, realm, tmp_path):
                     pytest.fail("a second holder got the lock")
             assert caught.value.exit_code == 4
             message = str(caught.value)
             assert f"run {run_id} (all) by bursar@finance" in message and realm in message
-            with company_lock(other, realm + "-other-company", tmp_path):
+            with held_company_lock(other, realm + "-other-company", tmp_path):
                 pass
         assert lock_is_held(other, realm, tmp_path) is False
-        with company_lock(other, realm, tmp_path):
+        with held_company_lock(other, realm, tmp_path):
             assert lock_is_held(mis, realm, tmp_path) is True
     finally:
         other.close()
@@ -905,12 +1047,12 @@ def test_company_lock_refuses_a_second_holder_and_names_the_run(mis_url: str, mi
 
 def test_company_lock_is_released_when_the_body_raises(mis_url: str, mis: Mis, tmp_path: Path, realm: str) -> None:
     with pytest.raises(RuntimeError):
-        with company_lock(mis, realm, tmp_path):
+        with held_company_lock(mis, realm, tmp_path):
             raise RuntimeError("run crashed")
     other = Mis.connect(mis_url)
     try:
         assert lock_is_held(other, realm, tmp_path) is False
-        with company_lock(other, realm, tmp_path):
+        with held_company_lock(other, realm, tmp_path):
             pass
     finally:
         other.close()
@@ -920,9 +1062,9 @@ def test_lock_held_without_a_recorded_run_still_explains(mis_url: str, mis: Mis,
                                                          realm: str) -> None:
     other = Mis.connect(mis_url)
     try:
-        with company_lock(mis, realm, tmp_path):
+        with held_company_lock(mis, realm, tmp_path):
             with pytest.raises(LockHeld, match="a run on another connection"):
-                with company_lock(other, realm, tmp_path):
+                with held_company_lock(other, realm, tmp_path):
                     pass
     finally:
         other.close()

@@ -1,4 +1,5 @@
-"""The QuickBooks edge (qbo.py, throttle.py): one exchange at a time with `responses`; OAuth on the sandbox."""
+"""The QuickBooks edge (qbo/client.py, faults.py, limiter.py): one exchange at a time with `responses`; OAuth on
+the sandbox."""
 
 from __future__ import annotations
 
@@ -13,20 +14,19 @@ from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
-from tests.conftest import sandbox_settings
 import requests
 import responses
 from qbo_sandbox.query import tokenize
 
 from sync_invoices.errors import (
-    AuthorizationNeeded, CompanyBlocked, ConfigError, QboError, Reauthenticate, Rejected, Retriable, StaleObject,
+    AuthorizationNeeded, ClosedPeriod, CompanyBlocked, ConfigError, DuplicateDocNumber, DuplicateName,
+    InvalidReference, NotExecuted, OutcomeUnknown, QboError, Reauthenticate, Rejected, Retriable, StaleObject,
     Throttled,
 )
-from sync_invoices.qbo import Authorizer, Qbo, check_transport, fault_error, fault_of, quote
+from sync_invoices.qbo import Authorizer, Pacer, Qbo, Stopped, check_transport, fault_error, fault_of, quote
 from sync_invoices.settings import Secret, Settings
-from sync_invoices.throttle import Throttle
 from sync_invoices.tokens import TokenStore, Tokens
+from tests.helpers import sandbox_settings
 
 API = "https://qbo.test/v3"
 REALM = "123"
@@ -55,7 +55,7 @@ CUSTOMER = {"Customer": {"Id": "5", "DisplayName": "EAUR/2024/00001", "Balance":
 
 
 class FakeTime:
-    """A clock and a sleep that advances it, for Throttle and Qbo."""
+    """A clock and a sleep that advances it, for the Pacer and Qbo."""
 
     def __init__(self) -> None:
         self.now = 1000.0
@@ -123,8 +123,8 @@ def store(settings: Settings) -> TokenStore:
 
 @pytest.fixture
 def qbo(settings: Settings, store: TokenStore, fake: FakeTime) -> Iterator[Qbo]:
-    throttle = Throttle(500, 40, 10, sleep=fake.sleep, clock=fake.clock)
-    edge = Qbo(settings, Authorizer(settings, store), throttle, sleep=fake.sleep)
+    pacer = Pacer(500, 40, 10, sleep=fake.sleep, clock=fake.clock)
+    edge = Qbo(settings, Authorizer(settings, store), pacer, sleep=fake.sleep)
     yield edge
     edge.close()
 
@@ -181,15 +181,16 @@ def test_quote_escapes_backslash_before_the_quote(value: str, literal: str) -> N
     ("100", None, AuthorizationNeeded),
     ("5010", 400, StaleObject),
     ("6190", 400, CompanyBlocked),
-    ("6200", 400, CompanyBlocked),
-    ("6210", 400, CompanyBlocked),
-    ("10000", 500, Retriable),
-    ("10000", None, Retriable),
-    ("6240", 400, Rejected),
-    ("6140", 400, Rejected),
+    ("6200", 400, ClosedPeriod),
+    ("6210", 400, ClosedPeriod),
+    ("10000", 500, OutcomeUnknown),
+    ("10000", None, OutcomeUnknown),
+    ("2050", 503, OutcomeUnknown),
+    ("6240", 400, DuplicateName),
+    ("6140", 400, DuplicateDocNumber),
     ("2050", 400, Rejected),
-    ("610", 400, Rejected),
-    ("2500", 400, Rejected),
+    ("610", 400, InvalidReference),
+    ("2500", 400, InvalidReference),
     ("6000", 400, Rejected),
     ("2020", 200, Rejected),
 ])
@@ -202,11 +203,17 @@ def test_fault_error_classification(code: str, http_status: int | None, kind: ty
         assert (error.code, error.detail, error.http_status, error.intuit_tid) == \
             (code, "the detail", http_status, "tid-1")
     if kind is Throttled:
-        assert error.retry_after is None and isinstance(error, Retriable)
+        assert error.retry_after is None and isinstance(error, NotExecuted), "a 429 was certainly not executed"
+    if kind is OutcomeUnknown:
+        assert isinstance(error, Retriable) and not isinstance(error, NotExecuted), "a write may have happened"
+    if kind in (DuplicateName, DuplicateDocNumber, InvalidReference, ClosedPeriod):
+        assert isinstance(error, Rejected) and error.fix
+    if kind is ClosedPeriod:
+        assert "closed" in error.fix and "period" in error.fix
 
 
 @pytest.mark.parametrize("body, kind, code", [
-    (fault("6240", "Duplicate Name Exists Error"), Rejected, "6240"),
+    (fault("6240", "Duplicate Name Exists Error"), DuplicateName, "6240"),
     (UNAUTHORIZED, Reauthenticate, "3200"),
     ({"Fault": {"Error": [{"code": "5010", "Message": "Stale"}, {"code": "6000"}]}}, StaleObject, "5010"),
     ({"Fault": {"Error": [], "type": "SystemFault"}}, Rejected, ""),
@@ -257,18 +264,19 @@ def test_429_json_is_retried_after_the_throttle_wait(qbo: Qbo, rsps: responses.R
                   [json_answer(429, THROTTLE_JSON), json_answer(200, CUSTOMER)])
     assert qbo.get("Customer", "5") == {"Id": "5", "DisplayName": "EAUR/2024/00001", "Balance": Decimal("12.5")}
     assert len(seen) == 2
-    waits = [s for s in fake.sleeps if s > 0]
-    assert len(waits) == 1 and 30.0 <= waits[0] <= 33.0  # 60 s default scaled to the setting, plus jitter
+    # One wait (the pacer holds every caller back, polling): the throttle wait plus jitter, no back-off on top.
+    waited = sum(s for s in fake.sleeps if s > 0)
+    assert 30.0 <= waited <= 33.0  # 60 s default scaled to the setting, plus jitter
     assert seen[1][0] - seen[0][0] >= 30.0
-    assert qbo.throttle.stats.paused_seconds >= 30.0
+    assert 30.0 <= qbo.pacer.stats.paused_seconds <= 33.0
 
 
 def test_429_with_retry_after_waits_that_long(qbo: Qbo, rsps: responses.RequestsMock, fake: FakeTime) -> None:
     seen = script(rsps, fake, "GET", f"{COMPANY}/customer/5",
                   [json_answer(429, THROTTLE_JSON, **{"Retry-After": "7"}), json_answer(200, CUSTOMER)])
     assert qbo.get("Customer", "5")["Id"] == "5"
-    waits = [s for s in fake.sleeps if s > 0]
-    assert len(waits) == 1 and 7.0 <= waits[0] <= 7.7
+    waited = sum(s for s in fake.sleeps if s > 0)
+    assert 7.0 <= waited <= 7.7
     assert 7.0 <= seen[1][0] - seen[0][0] <= 7.7
 
 
@@ -305,7 +313,7 @@ def test_a_503_that_never_ends_is_retriable_with_the_status(qbo: Qbo, rsps: resp
     seen = script(rsps, fake, "GET", f"{COMPANY}/customer/5", [(503, {"Content-Type": "text/html"}, "<html/>")])
     with pytest.raises(Retriable) as caught:
         qbo.get("Customer", "5")
-    assert type(caught.value) is Retriable
+    assert type(caught.value) is OutcomeUnknown  # a 5xx: whether a write happened would not be known
     assert (caught.value.code, caught.value.http_status) == ("http_503", 503)
     assert len(seen) >= 2 and len(fake.sleeps) == len(seen) - 1
 
@@ -317,54 +325,97 @@ def test_500_system_fault_is_retried(qbo: Qbo, rsps: responses.RequestsMock, fak
     assert len(seen) == 2
     rsps.reset()
     seen = script(rsps, fake, "GET", f"{COMPANY}/customer/6", [json_answer(500, system)])
-    with pytest.raises(Retriable) as caught:
+    with pytest.raises(OutcomeUnknown) as caught:
         qbo.get("Customer", "6")
     assert (caught.value.code, caught.value.http_status) == ("10000", 500)
     assert len(seen) >= 2
 
 
-@pytest.mark.parametrize("failure, code", [
-    (requests.exceptions.ReadTimeout("read timed out"), "timeout"),
-    (requests.exceptions.ConnectTimeout("connect timed out"), "timeout"),
-    (requests.exceptions.ConnectionError("connection reset by peer"), "connection"),
-])
-def test_transport_failures_are_retriable_with_the_same_request_id(qbo: Qbo, rsps: responses.RequestsMock,
-                                                                   fake: FakeTime, failure: Exception,
-                                                                   code: str) -> None:
+REFUSED = requests.exceptions.ConnectionError(
+    "HTTPSConnectionPool(host='qbo.test', port=443): Max retries exceeded (Caused by NewConnectionError("
+    "'<urllib3.connection.HTTPSConnection object>: Failed to establish a new connection: [Errno 111] Connection "
+    "refused'))")
+
+
+@pytest.mark.parametrize("failure, code, kind, sends", [
+    (requests.exceptions.ReadTimeout("read timed out"), "timeout", OutcomeUnknown, 1),
+    (requests.exceptions.ConnectionError("connection reset by peer"), "connection", OutcomeUnknown, 1),
+    (requests.exceptions.ConnectTimeout("connect timed out"), "connection", NotExecuted, 3),
+    (REFUSED, "connection", NotExecuted, 3),
+], ids=["read-timeout", "connection-reset", "connect-timeout", "connection-refused"])
+def test_a_write_is_sent_again_only_when_it_was_certainly_not_executed(qbo: Qbo, rsps: responses.RequestsMock,
+                                                                       fake: FakeTime, failure: Exception, code: str,
+                                                                       kind: type, sends: int) -> None:
+    # SPEC s.4: after a timeout or a reset QuickBooks may have executed the write, or may still be executing
+    # it; it is never re-sent (it is settled by lookup later). No connection made: nothing was executed, so
+    # the same request (same request id, same body) goes again.
     seen = script(rsps, fake, "POST", f"{COMPANY}/customer", [failure])
     with pytest.raises(Retriable) as caught:
-        qbo.save("Customer", '{"DisplayName":"EAUR/2024/00001"}', request_id="rid-0001")
-    assert caught.value.code == code and not isinstance(caught.value, Throttled)
-    assert len(seen) >= 2
+        qbo.send_single("Customer", "rid-0001", '{"DisplayName":"EAUR/2024/00001"}')
+    assert type(caught.value) is kind and caught.value.code == code
+    assert len(seen) == sends == (qbo.settings.request_attempts if kind is NotExecuted else 1)
     assert [params_of(r)["requestid"] for _, r in seen] == [["rid-0001"]] * len(seen)
     assert [r.body for _, r in seen] == [b'{"DisplayName":"EAUR/2024/00001"}'] * len(seen)
 
 
-ATTEMPTS_BUG = ("BUG: Qbo._call retries with stop_after_attempt(request_attempts + 2) (working-tree change made "
-                "to give 401 refreshes room), so EVERY transient failure is tried QBO_REQUEST_ATTEMPTS + 2 times "
-                "(5 instead of 3 here; a 429 loop waits two extra throttle periods)")
-
-
-@pytest.mark.parametrize("answer", [
+TRANSIENT = [
     requests.exceptions.ReadTimeout("read timed out"),
     requests.exceptions.ConnectionError("connection reset by peer"),
     (503, {"Content-Type": "text/html"}, "<html>503</html>"),
     json_answer(500, fault("10000", "An application error has occurred", "SystemFault")),
     (429, {"Content-Type": "application/xml"}, THROTTLE_XML),
-], ids=["read-timeout", "connection-error", "503-html", "500-system-fault", "429-xml"])
-def test_a_transient_failure_is_tried_exactly_request_attempts_times(qbo: Qbo, rsps: responses.RequestsMock,
-                                                                     fake: FakeTime, answer: Any) -> None:
-    seen = script(rsps, fake, "POST", f"{COMPANY}/customer", [answer])
+]
+TRANSIENT_IDS = ["read-timeout", "connection-error", "503-html", "500-system-fault", "429-xml"]
+
+
+@pytest.mark.parametrize("answer", TRANSIENT, ids=TRANSIENT_IDS)
+def test_a_transient_failure_of_a_read_is_tried_exactly_request_attempts_times(qbo: Qbo,
+                                                                               rsps: responses.RequestsMock,
+                                                                               fake: FakeTime, answer: Any) -> None:
+    seen = script(rsps, fake, "GET", f"{COMPANY}/customer/5", [answer])
     with pytest.raises(Retriable):
-        qbo.save("Customer", "{}", request_id="rid-9")
+        qbo.get("Customer", "5")
     assert len(seen) == qbo.settings.request_attempts == 3
 
 
-def test_a_timeout_then_success_returns_the_object(qbo: Qbo, rsps: responses.RequestsMock, fake: FakeTime) -> None:
+@pytest.mark.parametrize("answer, sends", list(zip(TRANSIENT, [1, 1, 1, 1, 3])), ids=TRANSIENT_IDS)
+def test_a_transient_failure_of_a_write_is_tried_again_only_when_not_executed(qbo: Qbo,
+                                                                              rsps: responses.RequestsMock,
+                                                                              fake: FakeTime, answer: Any,
+                                                                              sends: int) -> None:
+    seen = script(rsps, fake, "POST", f"{COMPANY}/customer", [answer])
+    with pytest.raises(Retriable) as caught:
+        qbo.send_single("Customer", "rid-9", "{}")
+    assert isinstance(caught.value, NotExecuted if sends > 1 else OutcomeUnknown)
+    assert len(seen) == sends
+    assert sends == 1 or sends == qbo.settings.request_attempts
+
+
+def test_a_timeout_then_success_returns_the_object_for_a_read(qbo: Qbo, rsps: responses.RequestsMock,
+                                                              fake: FakeTime) -> None:
+    seen = script(rsps, fake, "GET", f"{COMPANY}/customer/5",
+                  [requests.exceptions.ReadTimeout("slow"), json_answer(200, CUSTOMER)])
+    assert qbo.get("Customer", "5")["Id"] == "5"
+    assert len(seen) == 2
+
+
+def test_a_write_that_timed_out_is_not_sent_again(qbo: Qbo, rsps: responses.RequestsMock, fake: FakeTime) -> None:
     seen = script(rsps, fake, "POST", f"{COMPANY}/customer",
                   [requests.exceptions.ReadTimeout("slow"), json_answer(200, CUSTOMER)])
-    assert qbo.save("Customer", "{}", request_id="rid-2")["Id"] == "5"
-    assert [params_of(r)["requestid"] for _, r in seen] == [["rid-2"], ["rid-2"]]
+    with pytest.raises(OutcomeUnknown) as caught:
+        qbo.send_single("Customer", "rid-2", "{}")
+    assert caught.value.code == "timeout"
+    assert [params_of(r)["requestid"] for _, r in seen] == [["rid-2"]], "one attempt: its fate is settled by lookup"
+
+
+def test_before_send_runs_before_every_attempt_of_a_write(qbo: Qbo, rsps: responses.RequestsMock,
+                                                          fake: FakeTime) -> None:
+    attempts: list[tuple[int, int]] = []
+    seen = script(rsps, fake, "POST", f"{COMPANY}/customer",
+                  [json_answer(429, THROTTLE_JSON), json_answer(200, CUSTOMER)])
+    saved = qbo.send_single("Customer", "rid-10", "{}", before_send=lambda n: attempts.append((n, len(seen))))
+    assert saved["Id"] == "5"
+    assert attempts == [(1, 0), (2, 1)], "on record (and stamped sent) before each attempt leaves"
 
 
 def test_a_validation_fault_is_rejected_at_once(qbo: Qbo, rsps: responses.RequestsMock, fake: FakeTime) -> None:
@@ -372,20 +423,22 @@ def test_a_validation_fault_is_rejected_at_once(qbo: Qbo, rsps: responses.Reques
                  detail="The name supplied already exists. : Another customer is already using this name.")
     seen = script(rsps, fake, "POST", f"{COMPANY}/customer", [json_answer(400, body)])
     with pytest.raises(Rejected) as caught:
-        qbo.save("Customer", "{}", request_id="rid-3")
+        qbo.send_single("Customer", "rid-3", "{}")
+    assert type(caught.value) is DuplicateName
     assert caught.value.code == "6240" and "already exists" in caught.value.detail
     assert len(seen) == 1 and fake.sleeps == []
 
 
 @pytest.mark.parametrize("code, kind", [
-    ("6240", Rejected), ("6140", Rejected), ("2050", Rejected), ("5010", StaleObject), ("6190", CompanyBlocked),
-    ("6210", CompanyBlocked), ("120", AuthorizationNeeded),
+    ("6240", DuplicateName), ("6140", DuplicateDocNumber), ("2050", Rejected), ("5010", StaleObject),
+    ("6190", CompanyBlocked), ("6210", ClosedPeriod), ("120", AuthorizationNeeded),
 ])
 def test_a_200_carrying_a_fault_is_classified(qbo: Qbo, rsps: responses.RequestsMock, fake: FakeTime, code: str,
                                               kind: type) -> None:
     seen = script(rsps, fake, "POST", f"{COMPANY}/invoice", [json_answer(200, fault(code, f"fault {code}"))])
     with pytest.raises(kind) as caught:
-        qbo.save("Invoice", "{}", request_id="rid-4")
+        qbo.send_single("Invoice", "rid-4", "{}")
+    assert type(caught.value) is kind
     if isinstance(caught.value, QboError):
         assert caught.value.code == code
     assert len(seen) == 1
@@ -456,8 +509,8 @@ def test_every_request_carries_minorversion_a_timeout_and_the_bearer(qbo: Qbo, r
            [json_answer(200, {"Preferences": {"SalesFormsPrefs": {"CustomTxnNumbers": True}}})])
     qbo.get("Customer", "5")
     qbo.query("Customer", "Id = '5'")
-    qbo.save("Customer", "{}", request_id="rid-5")
-    qbo.batch("rid-6", '{"BatchItemRequest":[]}', 0)
+    qbo.send_single("Customer", "rid-5", "{}")
+    qbo.send_batch("rid-6", '{"BatchItemRequest":[{"bId":"i1"}]}', 1)
     assert qbo.custom_txn_numbers() is True
     assert len(rsps.calls) == 5
     for call in rsps.calls:
@@ -465,7 +518,7 @@ def test_every_request_carries_minorversion_a_timeout_and_the_bearer(qbo: Qbo, r
         assert call.request.req_kwargs["timeout"] == (2.0, 7.0)
         assert call.request.headers["Authorization"] == f"Bearer {ACCESS}"
         assert call.request.headers["Accept"] == "application/json"
-    assert (qbo.reads, qbo.writes) == (3, 1)
+    assert (qbo.reads, qbo.writes) == (3, 2)  # reads per request, writes per operation
 
 
 def test_batch_maps_each_bid_whatever_the_response_order(qbo: Qbo, rsps: responses.RequestsMock,
@@ -480,26 +533,27 @@ def test_batch_maps_each_bid_whatever_the_response_order(qbo: Qbo, rsps: respons
         {"bId": "i1", "Invoice": {"Id": "901", "DocNumber": "MIS-1", "TotalAmt": 450000.00, "SyncToken": "0"}},
     ], "time": "x"}
     seen = script(rsps, fake, "POST", f"{COMPANY}/batch", [json_answer(200, answer)])
-    results = qbo.batch("6f1c2b9e-0d4a-4e55-9a55-3c1f0a9d2e11", body, 4)
+    results = qbo.send_batch("6f1c2b9e-0d4a-4e55-9a55-3c1f0a9d2e11", body, 4)
     assert set(results) == {"i1", "i2", "i3", "i4"}
     assert results["i1"] == {"Id": "901", "DocNumber": "MIS-1", "TotalAmt": Decimal("450000.00"), "SyncToken": "0"}
     assert results["i2"]["Id"] == "902" and results["i2"]["TotalAmt"] == Decimal("25000.10")
-    assert type(results["i3"]) is Rejected and results["i3"].code == "6140" and "MIS-3" in results["i3"].detail
-    assert type(results["i4"]) is Retriable and results["i4"].code == "empty_item"
+    assert type(results["i3"]) is DuplicateDocNumber and results["i3"].code == "6140"
+    assert "MIS-3" in results["i3"].detail
+    assert type(results["i4"]) is OutcomeUnknown and results["i4"].code == "empty_item"
     [(_, request)] = seen
     assert urlsplit(request.url).path == "/v3/company/123/batch"
     assert params_of(request)["requestid"] == ["6f1c2b9e-0d4a-4e55-9a55-3c1f0a9d2e11"]
     assert request.body == body.encode()
-    assert (qbo.throttle.stats.batch_requests, qbo.writes) == (1, 4)
+    assert (qbo.pacer.stats.batch_requests, qbo.writes) == (1, 4)
 
 
 def test_batch_items_with_every_kind_of_fault_are_classified(qbo: Qbo, rsps: responses.RequestsMock,
                                                              fake: FakeTime) -> None:
-    codes = {"a": ("5010", StaleObject), "b": ("6210", CompanyBlocked), "c": ("10000", Retriable),
-             "d": ("2500", Rejected)}
+    codes = {"a": ("5010", StaleObject), "b": ("6210", ClosedPeriod), "c": ("10000", OutcomeUnknown),
+             "d": ("2500", InvalidReference), "e": ("6190", CompanyBlocked), "f": ("6140", DuplicateDocNumber)}
     answer = {"BatchItemResponse": [{"bId": bid, "Fault": fault(code)["Fault"]} for bid, (code, _) in codes.items()]}
     script(rsps, fake, "POST", f"{COMPANY}/batch", [json_answer(200, answer)])
-    results = qbo.batch("rid-7", "{}", 4)
+    results = qbo.send_batch("rid-7", "{}", 6)
     assert {bid: (type(r), r.code) for bid, r in results.items()} == \
         {bid: (kind, code) for bid, (code, kind) in codes.items()}
 
@@ -508,7 +562,7 @@ def test_a_throttled_batch_is_resent_with_the_same_request_id_and_body(qbo: Qbo,
                                                                        fake: FakeTime) -> None:
     ok = {"BatchItemResponse": [{"bId": "i1", "Invoice": {"Id": "1"}}]}
     seen = script(rsps, fake, "POST", f"{COMPANY}/batch", [json_answer(429, THROTTLE_JSON), json_answer(200, ok)])
-    assert qbo.batch("rid-8", '{"BatchItemRequest":[{"bId":"i1"}]}', 1) == {"i1": {"Id": "1"}}
+    assert qbo.send_batch("rid-8", '{"BatchItemRequest":[{"bId":"i1"}]}', 1) == {"i1": {"Id": "1"}}
     assert [params_of(r)["requestid"] for _, r in seen] == [["rid-8"], ["rid-8"]]
     assert seen[0][1].body == seen[1][1].body
 
@@ -735,18 +789,18 @@ def test_find_named_against_the_sandbox_finds_exactly_the_named_customers(sandbo
 
 
 # ---------------------------------------------------------------------------------------------
-# Throttle
+# the Pacer (qbo/limiter.py)
 
 
 def test_never_more_than_max_concurrency_in_flight() -> None:
-    throttle = Throttle(10_000, 10_000, 3)
+    pacer = Pacer(10_000, 40, 3)
     lock = threading.Lock()
     state = {"now": 0, "max": 0}
     inside = threading.Semaphore(0)
     release = threading.Event()
 
     def work() -> None:
-        with throttle.slot():
+        with pacer.slot("read"):
             with lock:
                 state["now"] += 1
                 state["max"] = max(state["max"], state["now"])
@@ -762,65 +816,144 @@ def test_never_more_than_max_concurrency_in_flight() -> None:
         for _ in range(3):
             assert inside.acquire(timeout=5)
         assert not inside.acquire(timeout=0.1)  # the fourth waits for a slot
-        assert throttle.stats.in_flight == 3
+        assert pacer.stats.in_flight == 3
         release.set()
         for thread in threads:
             thread.join(10)
     finally:
         release.set()
-        throttle.close()
-    assert state["max"] == 3 and throttle.stats.max_in_flight == 3
-    assert (throttle.stats.requests, throttle.stats.in_flight) == (8, 0)
+        pacer.close()
+    assert state["max"] == 3 and pacer.stats.max_in_flight == 3
+    assert (pacer.stats.requests, pacer.stats.in_flight) == (8, 0)
 
 
-def admitted_at(throttle: Throttle, kinds: list[bool]) -> list[float]:
+def admitted_at(pacer: Pacer, kinds: list[str]) -> list[float]:
     start, times = time.monotonic(), []
-    for batch in kinds:
-        with throttle.slot(batch=batch):
+    for kind in kinds:
+        with pacer.slot(kind):
             times.append(time.monotonic() - start)
     return times
 
 
 def test_the_request_window_is_respected_with_a_scaled_window() -> None:
-    throttle = Throttle(2, 100, 10, window_seconds=0.2)
+    pacer = Pacer(3, 1, 10, window_seconds=0.2)  # 1 batch + 2 others per window
     try:
-        first, second, third = admitted_at(throttle, [False, False, False])
+        first, second, third = admitted_at(pacer, ["read", "read", "read"])
     finally:
-        throttle.close()
+        pacer.close()
     assert second < 0.1
     assert third >= 0.2  # a third request in one window waits for the window to slide
 
 
 def test_the_batch_window_is_respected_and_counts_in_the_request_window() -> None:
-    throttle = Throttle(100, 1, 10, window_seconds=0.2)
+    pacer = Pacer(100, 1, 10, window_seconds=0.2)
     try:
-        times = admitted_at(throttle, [True, False, False, True])
+        times = admitted_at(pacer, ["batch", "read", "read", "batch"])
     finally:
-        throttle.close()
+        pacer.close()
     assert max(times[:3]) < 0.1  # plain requests are not held by the batch window
     assert times[3] >= 0.2
-    assert (throttle.stats.requests, throttle.stats.batch_requests) == (4, 2)
+    assert (pacer.stats.requests, pacer.stats.batch_requests) == (4, 2)
+    # The batch requests of a window come out of the same total: 3 a window, one of them a batch.
+    pacer = Pacer(3, 1, 10, window_seconds=0.2)
+    try:
+        times = admitted_at(pacer, ["batch", "read", "read", "read"])
+    finally:
+        pacer.close()
+    assert max(times[:3]) < 0.1 and times[3] >= 0.2
+
+
+def test_requests_per_second_is_a_limit_of_its_own(fake: FakeTime) -> None:
+    pacer = Pacer(500, 40, 10, requests_per_second=2, sleep=fake.sleep, clock=fake.clock)
+    try:
+        times = []
+        for kind in ("read", "batch", "single", "read"):
+            with pacer.slot(kind):
+                times.append(fake.now - 1000.0)
+    finally:
+        pacer.close()
+    assert times[:2] == [0.0, 0.0]
+    assert 1.0 <= times[2] <= 1.2 and 1.0 <= times[3] <= 1.2  # every kind counts in the second
+
+
+def test_single_writes_leave_a_reserve_of_the_minute_for_reads(fake: FakeTime) -> None:
+    # 10 a minute: 2 for batches, 8 for the rest, of which singles may take all but a reserve (4 here).
+    pacer = Pacer(10, 2, 10, sleep=fake.sleep, clock=fake.clock)
+    try:
+        for _ in range(4):
+            with pacer.slot("single"):
+                pass
+        assert fake.now == 1000.0
+        with pacer.slot("read"):
+            assert fake.now == 1000.0, "a read still goes at once"
+        with pacer.slot("single"):
+            assert fake.now >= 1060.0, "a fifth single waits for the minute to slide"
+    finally:
+        pacer.close()
+
+
+def test_batch_ready_says_whether_the_batch_budget_allows_one_now(fake: FakeTime) -> None:
+    pacer = Pacer(500, 2, 10, sleep=fake.sleep, clock=fake.clock)
+    try:
+        assert pacer.batch_ready()
+        for _ in range(2):
+            with pacer.slot("batch"):
+                pass
+        assert not pacer.batch_ready(), "the minute's batch budget is spent"
+        with pacer.slot("read"):
+            pass  # other requests are not held by it
+        fake.now += 61.0
+        assert pacer.batch_ready()
+        pacer.pause(5.0)
+        assert not pacer.batch_ready(), "nothing goes during a pause"
+    finally:
+        pacer.close()
+
+
+def test_close_releases_a_waiting_caller_with_stopped() -> None:
+    pacer = Pacer(500, 40, 1)
+    held = pacer.acquire("read")
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            pacer.acquire("read")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.1)
+    pacer.close()
+    waiter.join(5)
+    held.release()
+    assert not waiter.is_alive() and [type(e) for e in errors] == [Stopped]
+    with pytest.raises(ValueError):
+        Pacer(500, 40, 1).acquire("write")
 
 
 def test_pause_holds_every_caller_back(fake: FakeTime) -> None:
-    throttle = Throttle(500, 40, 10, sleep=fake.sleep, clock=fake.clock)
+    pacer = Pacer(500, 40, 10, sleep=fake.sleep, clock=fake.clock)
     try:
-        with throttle.slot():
+        with pacer.slot("read"):
             pass
         assert fake.sleeps == []
-        throttle.pause(5.0)
-        throttle.pause(2.0)  # a shorter pause never shortens the one in force
-        with throttle.slot():
+        pacer.pause(5.0)
+        pacer.pause(2.0)  # a shorter pause never shortens the one in force
+        with pacer.slot("read"):
             entered = fake.now
-        assert fake.sleeps == [5.0] and entered == 1005.0
-        assert throttle.stats.paused_seconds == 5.0
-        with throttle.slot():
+        # The pacer waits in short polls (a stop must not wait out a whole pause); they add up to the pause.
+        assert sum(fake.sleeps) == 5.0 and entered == 1005.0
+        assert pacer.stats.paused_seconds == 5.0
+        waited = len(fake.sleeps)
+        with pacer.slot("read"):
             pass
-        assert fake.sleeps == [5.0]
-        throttle.pause(8.0)
+        assert len(fake.sleeps) == waited
+        pacer.pause(8.0)
         fake.now += 3.0  # time that passed anyway is not waited again
-        with throttle.slot(batch=True):
+        with pacer.slot("batch"):
             pass
-        assert fake.sleeps == [5.0, 5.0]
+        assert sum(fake.sleeps[waited:]) == 5.0
+        assert pacer.stats.paused_seconds == 13.0
     finally:
-        throttle.close()
+        pacer.close()

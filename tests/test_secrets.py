@@ -16,11 +16,12 @@ import pytest
 from sqlalchemy import insert, select
 
 from qbo_sandbox import Sandbox, SandboxConfig
-from sync_invoices import tables as t
+from sync_invoices.mis import tables as t
 from sync_invoices.demo_data import populate
 from sync_invoices.mis import Mis
-from tests.conftest import MARIADB, create_mariadb_database, drop_mariadb_database, random_realm, sandbox_env
-from tests.test_e2e import json_of, run_cli
+from tests.helpers import (
+    MARIADB, create_mariadb_database, drop_mariadb_database, json_of, random_realm, run_cli, sandbox_env,
+)
 
 pytestmark = pytest.mark.mariadb
 

@@ -269,11 +269,9 @@ def test_lock_makes_a_second_process_wait(store: TokenStore, holder: subprocess.
     assert errors == []
 
 
-def test_lock_times_out_with_a_config_error(store: TokenStore, holder: subprocess.Popen,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens_module, "LOCK_TIMEOUT_SECONDS", 0.2)
+def test_lock_times_out_with_a_config_error(store: TokenStore, holder: subprocess.Popen) -> None:
     with pytest.raises(ConfigError) as caught:
-        with TokenStore(store.path).lock():
+        with TokenStore(store.path).lock(timeout=0.2):
             pytest.fail("entered the lock while another process held it")
     assert caught.value.exit_code == 2
     assert "lock" in caught.value.message

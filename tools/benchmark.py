@@ -1,28 +1,31 @@
-"""Throughput of sync_invoices at QuickBooks' ceiling, against the local sandbox; and `analyze` on a
-million-row MariaDB MIS. Prints figures; asserts nothing.
+"""Throughput of sync_invoices at QuickBooks' true ceiling, against the local sandbox; the tool's own
+speed with the limits off; and `analyze` on a million-row MariaDB MIS. Prints figures; asserts nothing.
 
-1. push: a MariaDB MIS of N invoices for M new customers, the sandbox enforcing QuickBooks'
-   limits (500 requests/min, 40 batch requests/min, 10 in flight) with realistic latency
-   (150 ms a request, plus 3 ms a batch operation); `sync_invoices all` as a user runs it.
-   The ceiling for the workload is its minimum number of batch requests (customers and invoices,
-   30 operations each) divided by the batch limit.
+1. push: a MariaDB MIS of N invoices for M new customers (4,500 and 1,500 by default), the sandbox
+   enforcing QuickBooks' limits (500 requests/min, 40 batch requests/min, 10 requests/s, 10 in flight)
+   with realistic latency (120 ms a request, plus 4 ms a batch operation); `sync_invoices all` as a user
+   runs it, on its defaults and with --batch-size 1 and 1000. The true ceiling moves 40 x 30 + 460 =
+   1,660 operations a minute (every batch full, the rest of the budget spent on single writes); the
+   ratio is the time the ceiling needs for the workload's operations over the time taken.
 2. known customers: N more invoices for the same customers: reads per invoice.
 3. plain loop: one invoice at a time with python-quickbooks, as integrations commonly do (look
    the customer up, create it if missing, save the invoice), on the same sandbox, on a sample.
 4. analyze: `sync_invoices analyze --json` wall time (process start included) on 1,000,000 rows,
    with and without the index `sync_invoices create-index` offers.
+5. raw: the limits and latency off, backlogs of 10,000 and 100,000 invoices: invoices a second and
+   peak memory (which must not grow with the backlog).
 
-    python tools/benchmark.py                       # real limits: about 4 minutes
-    python tools/benchmark.py --scale 0.1 --plain-sample 60 --analyze-rows 200000   # quick look
+    python tools/benchmark.py                       # real limits: about 20 minutes
+    python tools/benchmark.py --scale 0.1 --batch-sizes default --plain-sample 60 --analyze-rows 200000 \
+        --raw-invoices 20000                        # a quick look
 
---scale shrinks the rate window (60 s x scale) on both sides, keeping the request counts.
+--scale shrinks the rate windows (60 s x scale, and 10/scale requests a second) on both sides.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -42,76 +45,102 @@ from quickbooks.objects.base import Ref  # noqa: E402
 from quickbooks.objects.customer import Customer  # noqa: E402
 from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail  # noqa: E402
 from quickbooks.objects.invoice import Invoice  # noqa: E402
-from sync_invoices import tables as t  # noqa: E402
+from sync_invoices.mis import tables as t  # noqa: E402
 from sync_invoices.mis import Mis  # noqa: E402
 
 OPERATIONS = 30
-LIMITS = {"requests_per_minute": 500, "batch_requests_per_minute": 40, "max_concurrency": 10}
+LIMITS = {"requests_per_minute": 500, "batch_requests_per_minute": 40, "max_concurrency": 10,
+          "requests_per_second": 10}
+# QuickBooks' true ceiling for one company: every batch full, and the rest of the minute's requests
+# spent on single-operation writes (SPEC s.8).
+CEILING_PER_MINUTE = 40 * OPERATIONS + (500 - 40)
+UNLIMITED = {"requests_per_minute": 10**9, "batch_requests_per_minute": 10**9, "max_concurrency": 1000,
+             "requests_per_second": 10**9}
 
 
 def limits_config(scale: float, latency_ms: float, op_latency_ms: float) -> dict:
     """The sandbox configuration: QuickBooks' limits over a (scaled) window, realistic latency."""
-    return {**LIMITS, "window_seconds": 60.0 * scale, "latency_ms": latency_ms,
-            "latency_per_batch_op_ms": op_latency_ms}
+    return {**LIMITS, "window_seconds": 60.0 * scale, "requests_per_second": max(10, round(10 / scale)),
+            "latency_ms": latency_ms, "latency_per_batch_op_ms": op_latency_ms}
 
 
 def client_env(scale: float) -> dict[str, str]:
-    """The client's own limiter set to the same limits and window; production waits and timeouts."""
-    return {"QBO_REQUESTS_PER_MINUTE": "500", "QBO_BATCH_REQUESTS_PER_MINUTE": "40", "QBO_MAX_CONCURRENCY": "10",
-            "QBO_RATE_WINDOW_SECONDS": str(60.0 * scale), "QBO_THROTTLE_WAIT_SECONDS": "60",
-            "QBO_READ_TIMEOUT_SECONDS": "130", "QBO_BACKOFF_SECONDS": "1"}
+    """The client's own limits set to the same, over the same window; production waits and timeouts."""
+    return {"QBO_RATE_WINDOW_SECONDS": str(60.0 * scale), "QBO_REQUESTS_PER_SECOND": str(max(10, round(10 / scale))),
+            "QBO_THROTTLE_WAIT_SECONDS": "60", "QBO_READ_TIMEOUT_SECONDS": "130", "QBO_BACKOFF_SECONDS": "1"}
 
 
-def timed_push(lab: Lab, batch_size: int) -> tuple[float, dict, dict]:
-    """Run `sync_invoices all`; wall seconds, its JSON summary, and the sandbox's counters."""
+def timed_push(lab: Lab, *args: str) -> tuple[float, dict, dict, int]:
+    """Run `sync_invoices all` (with `args`); wall seconds, its JSON summary, the sandbox's counters, and
+    the process's peak memory (KiB)."""
     lab.sandbox.reset_stats()
     started = time.monotonic()
-    result = lab.run("all", "--batch-size", str(batch_size), "--json", timeout=3600)
+    command = ["/usr/bin/time", "-f", "%M", *lab.command("all", *args, "--json")]
+    result = subprocess.run(command, env=lab.env, capture_output=True, text=True, timeout=7200, cwd=lab.workdir)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise SystemExit(f"push failed ({result.returncode}): {result.stderr[-2000:]}")
-    return elapsed, json.loads(result.stdout), lab.sandbox.stats()
+    peak_kib = int(result.stderr.strip().splitlines()[-1])
+    return elapsed, json.loads(result.stdout), lab.sandbox.stats(), peak_kib
 
 
-def push_figures(args: argparse.Namespace) -> dict:
-    """Parts 1 and 2: the push at the ceiling, then reads per invoice with known customers."""
+def push_figures(args: argparse.Namespace, batch_size: int | None) -> dict:
+    """Part 1: a backlog of new invoices and new customers pushed at QuickBooks' real limits; the ratio
+    to the true ceiling. Part 2 (on the default run only): as many invoices again for the same
+    customers, now known: reads per invoice."""
     lab = Lab("mariadb", invoices=args.invoices, students=args.customers, applicants=0, bad_rows=False,
               config=limits_config(args.scale, args.latency_ms, args.op_latency_ms), env=client_env(args.scale))
     try:
         with lab.mis.read() as conn:  # each student has invoices: M new customers, N invoices
             customers = conn.scalar(select(text("COUNT(DISTINCT reg_no)")).select_from(t.invoice))
-        elapsed, summary, stats = timed_push(lab, args.batch_size)
-        min_batches = math.ceil(customers / OPERATIONS) + math.ceil(args.invoices / OPERATIONS)
-        ceiling_minutes = min_batches / LIMITS["batch_requests_per_minute"] * args.scale
-        # The limit is a sliding window: the first window's 40 requests may go at once.
-        windows = max(math.ceil(min_batches / LIMITS["batch_requests_per_minute"]) - 1, 0)
-        floor_minutes = windows * args.scale
+        flags = [] if batch_size is None else ["--batch-size", str(batch_size)]
+        elapsed, summary, stats, peak = timed_push(lab, *flags)
+        operations = customers + args.invoices
+        ceiling_seconds = operations / CEILING_PER_MINUTE * 60 * args.scale
         figures = {
-            "invoices": args.invoices, "customers": customers, "synced": summary["synced"],
-            "seconds": round(elapsed, 1), "invoices_per_minute": round(args.invoices / (elapsed / 60), 1),
-            "min_batch_requests": min_batches, "batch_requests": stats["batch_requests"],
-            "requests": stats["requests"], "reads": stats["reads"],
-            "ceiling_seconds": round(ceiling_minutes * 60, 1),
-            "ratio_to_ceiling": round(ceiling_minutes * 60 / elapsed, 3),
-            "sliding_window_floor_seconds": round(floor_minutes * 60, 1),
+            "batch_size": batch_size or "default", "invoices": args.invoices, "customers": customers,
+            "synced": summary["synced"], "seconds": round(elapsed, 1),
+            "invoices_per_minute": round(args.invoices / (elapsed / 60 / args.scale), 1),
+            "operations": operations, "batch_requests": stats["batch_requests"], "requests": stats["requests"],
+            "reads": stats["reads"], "ceiling_seconds": round(ceiling_seconds, 1),
+            "ratio_to_ceiling": round(ceiling_seconds / elapsed, 3),
+            "batches_only_seconds": round(operations / (40 * OPERATIONS) * 60 * args.scale, 1),
             "throttled": stats["throttled"], "throttled_real": stats["throttled_real"],
-            "max_in_flight": stats["max_in_flight"],
+            "max_in_flight": stats["max_in_flight"], "peak_memory_mib": round(peak / 1024, 1),
         }
-        # Part 2: as many invoices again, for the same customers, now known (ids stored in the MIS).
-        with lab.mis.write() as conn:
-            conn.execute(text(
-                "INSERT INTO tbl_imvoice (reg_no, fee_category, dept, invoice_date, QuickBk_Status) "
-                "SELECT reg_no, fee_category, dept, invoice_date, 0 FROM tbl_imvoice ORDER BY id"))
-        if args.scale >= 1:  # let the first run's batch window drain, so only reads are measured
-            time.sleep(60)
-        elapsed2, summary2, stats2 = timed_push(lab, args.batch_size)
-        figures["known"] = {"invoices": summary2["synced"], "seconds": round(elapsed2, 1),
-                            "reads": stats2["reads"],
-                            "reads_per_invoice": round(stats2["reads"] / max(summary2["synced"], 1), 4),
-                            "throttled": stats2["throttled"]}
+        if batch_size is None and args.known:
+            with lab.mis.write() as conn:
+                conn.execute(text(
+                    "INSERT INTO tbl_imvoice (reg_no, fee_category, dept, invoice_date, QuickBk_Status) "
+                    "SELECT reg_no, fee_category, dept, invoice_date, 0 FROM tbl_imvoice ORDER BY id"))
+            time.sleep(60 * args.scale)  # let the first run's windows drain, so only reads are measured
+            elapsed2, summary2, stats2, _ = timed_push(lab)
+            figures["known"] = {"invoices": summary2["synced"], "seconds": round(elapsed2, 1),
+                                "reads": stats2["reads"],
+                                "reads_per_invoice": round(stats2["reads"] / max(summary2["synced"], 1), 4),
+                                "throttled": stats2["throttled"]}
         return figures
     finally:
         lab.close()
+
+
+def raw_figures(args: argparse.Namespace) -> dict:
+    """Part 5: the tool itself, with the sandbox's limits and latency off: invoices a second and peak
+    memory on backlogs of two sizes (memory must not grow with the backlog)."""
+    figures = {}
+    for invoices in (args.raw_invoices // 10, args.raw_invoices):
+        lab = Lab("mariadb", invoices=invoices, students=max(invoices // 10, 1), applicants=0, bad_rows=False,
+                  config={**UNLIMITED, "latency_ms": 0.0})
+        lab.env.update({"QBO_REQUESTS_PER_MINUTE": str(10**8), "QBO_BATCH_REQUESTS_PER_MINUTE": str(10**7),
+                        "QBO_REQUESTS_PER_SECOND": str(10**7)})
+        try:
+            elapsed, summary, stats, peak = timed_push(lab)
+            figures[invoices] = {"seconds": round(elapsed, 1), "invoices_per_second": round(invoices / elapsed, 1),
+                                 "synced": summary["synced"], "requests": stats["requests"],
+                                 "peak_memory_mib": round(peak / 1024, 1)}
+        finally:
+            lab.close()
+    return figures
 
 
 class _PlainClient(QuickBooks):
@@ -225,38 +254,46 @@ def analyze_figures(args: argparse.Namespace) -> dict:
 def main() -> int:
     """Run the parts asked for and print their figures (and a JSON document with --json)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--invoices", type=int, default=1500)
-    parser.add_argument("--customers", type=int, default=500)
-    parser.add_argument("--batch-size", type=int, default=1000, help="sync_invoices all --batch-size")
+    parser.add_argument("--invoices", type=int, default=4500)
+    parser.add_argument("--customers", type=int, default=1500)
+    parser.add_argument("--batch-sizes", default="default,1,1000",
+                        help="`all` runs to measure: 'default' (no --batch-size) and/or sizes, comma-separated")
+    parser.add_argument("--known", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure reads per invoice once customers are known")
+    parser.add_argument("--raw-invoices", type=int, default=100_000, help="backlog of the unthrottled run")
     parser.add_argument("--scale", type=float, default=1.0, help="rate window = 60 s x scale")
-    parser.add_argument("--latency-ms", type=float, default=150.0)
-    parser.add_argument("--op-latency-ms", type=float, default=3.0)
+    parser.add_argument("--latency-ms", type=float, default=120.0)
+    parser.add_argument("--op-latency-ms", type=float, default=4.0)
     parser.add_argument("--plain-sample", type=int, default=150, help="invoices for the plain loop")
     parser.add_argument("--analyze-rows", type=int, default=1_000_000)
     parser.add_argument("--analyze-repeats", type=int, default=5)
-    parser.add_argument("--part", choices=("push", "plain", "analyze"), action="append")
+    parser.add_argument("--part", choices=("push", "plain", "analyze", "raw"), action="append")
     parser.add_argument("--json", action="store_true", help="also print all figures as one JSON document")
     args = parser.parse_args()
-    parts = args.part or ["push", "plain", "analyze"]
+    parts = args.part or ["push", "plain", "analyze", "raw"]
     figures: dict = {"date": date.today().isoformat(), "scale": args.scale, "latency_ms": args.latency_ms,
                      "op_latency_ms": args.op_latency_ms}
     if "push" in parts:
-        push = figures["push"] = push_figures(args)
-        print(f"push: {push['invoices']} invoices of {push['customers']} new customers in {push['seconds']} s = "
-              f"{push['invoices_per_minute']} invoices/min; {push['batch_requests']} batch requests "
-              f"(minimum {push['min_batch_requests']}), {push['requests']} requests, {push['reads']} reads")
-        print(f"      ceiling {push['ceiling_seconds']} s -> ratio {push['ratio_to_ceiling']:.0%} "
-              f"(sliding-window floor {push['sliding_window_floor_seconds']} s); 429s {push['throttled']}, "
-              f"highest in flight {push['max_in_flight']}")
-        known = push["known"]
-        print(f"known customers: {known['invoices']} invoices, {known['reads']} reads = "
-              f"{known['reads_per_invoice']} reads/invoice; 429s {known['throttled']}")
+        figures["push"] = []
+        for size in args.batch_sizes.split(","):
+            push = push_figures(args, None if size == "default" else int(size))
+            figures["push"].append(push)
+            print(f"push (all, batch size {push['batch_size']}): {push['invoices']} invoices of {push['customers']} "
+                  f"new customers = {push['operations']} operations in {push['seconds']} s; "
+                  f"{push['batch_requests']} batch requests, {push['requests']} requests, {push['reads']} reads")
+            print(f"      true ceiling {push['ceiling_seconds']} s -> ratio {push['ratio_to_ceiling']:.0%} "
+                  f"(batches alone: {push['batches_only_seconds']} s); 429s {push['throttled']}, "
+                  f"highest in flight {push['max_in_flight']}, peak memory {push['peak_memory_mib']} MiB")
+            if "known" in push:
+                known = push["known"]
+                print(f"known customers: {known['invoices']} invoices, {known['reads']} reads = "
+                      f"{known['reads_per_invoice']} reads/invoice; 429s {known['throttled']}")
     if "plain" in parts:
         plain = figures["plain"] = plain_loop_figures(args)
         print(f"plain loop: {plain['invoices']} invoices of {plain['customers']} customers in {plain['seconds']} s = "
               f"{plain['invoices_per_minute']} invoices/min ({plain['requests']} requests, 429s {plain['throttled']})")
-        if "push" in figures:
-            speedup = figures["push"]["invoices_per_minute"] / plain["invoices_per_minute"]
+        if figures.get("push"):
+            speedup = figures["push"][0]["invoices_per_minute"] / plain["invoices_per_minute"]
             figures["speedup_vs_plain"] = round(speedup, 1)
             print(f"sync_invoices vs plain loop: {speedup:.1f}x invoices/min")
     if "analyze" in parts:
@@ -264,6 +301,14 @@ def main() -> int:
         print(f"analyze on {analyze['rows']:,} rows (MariaDB, process start included): "
               f"{analyze['with_index']['best']} s best / {analyze['with_index']['median']} s median with the "
               f"status index; {analyze['without_index']['best']} s / {analyze['without_index']['median']} s without")
+    if "raw" in parts:
+        raw = figures["raw"] = raw_figures(args)
+        for invoices, row in raw.items():
+            print(f"unthrottled: {invoices:,} invoices in {row['seconds']} s = {row['invoices_per_second']} "
+                  f"invoices/s ({row['requests']} requests), peak memory {row['peak_memory_mib']} MiB")
+        top = max(raw)
+        ceiling = CEILING_PER_MINUTE / 60
+        print(f"      {raw[top]['invoices_per_second'] / ceiling:.1f}x the true ceiling ({ceiling:.1f} operations/s)")
     if args.json:
         print(json.dumps(figures))
     return 0

@@ -12,6 +12,7 @@ tokens dying mid-run), lets it resume, and counts what the sandbox and the MIS h
 
     python tools/chaos.py                       # every scenario on MariaDB
     python tools/chaos.py --mis sqlite --scenario random_kills --kills 50
+    python tools/chaos.py --cli-python /path/to/older/venv/bin/python   # the same scenarios, another version
 
 The test suite (tests/test_exactly_once.py) runs the same scenarios and requires all zeros.
 """
@@ -29,13 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/lab.py, when loaded from elsewhere
 from lab import Lab  # noqa: E402
 
 from qbo_sandbox import Faults  # noqa: E402
-from sync_invoices import tables as t  # noqa: E402
+from sync_invoices.mis import tables as t  # noqa: E402
 from sync_invoices.failpoints import POINTS  # noqa: E402
 
 
@@ -102,15 +103,33 @@ def _combine(name: str, tallies: Iterator[Tally]) -> Tally:
     return total
 
 
+# Short versions of QuickBooks' time rules, on both sides: the sandbox stops executing a request after
+# CAP seconds; the tool waits CAP + MARGIN after a write was last sent before it settles it, and holds
+# a dead run's rows for LEASE seconds. Every scenario runs with duplicate-DocNumber checking off, as a
+# company may have it: nothing but the tool itself stands between a retry and a second invoice.
+CAP, MARGIN, LEASE = 2.0, 1.0, 2.0
+FAST_RULES = {"QBO_REQUEST_CAP_SECONDS": str(CAP), "SYNC_SETTLE_MARGIN_SECONDS": str(MARGIN),
+              "SYNC_RUN_LEASE_SECONDS": str(LEASE), "SYNC_STOP_GRACE_SECONDS": "3"}
+WORST = {"duplicate_docnumber_check": False, "request_cap_seconds": CAP}
+
+
+def lab_for(kind: str, *, config: dict | None = None, env: dict | None = None, **kwargs: object) -> Lab:
+    """A lab with the short time rules and the worst company settings."""
+    return Lab(kind, config={**WORST, **(config or {})}, env={**FAST_RULES, **(env or {})}, **kwargs)  # type: ignore[arg-type]
+
+
 @_timed
-def kill_at_every_step(kind: str = "mariadb") -> Tally:
+def kill_at_every_step(kind: str = "mariadb", *, cli_python: str | None = None) -> Tally:
     """SIGKILL at each failpoint of the write protocol (first and second time reached), then resume."""
     def one(point: str, nth: int) -> Tally:
-        lab = Lab(kind, invoices=60, students=25, latency_ms=5)
+        # Claims of 100: every step is reached at least twice in a run of 240 invoices.
+        lab = lab_for(kind, invoices=240, students=100, latency_ms=5, cli_python=cli_python,
+                      env={"SYNC_RETRY_DELAY_SECONDS": "0"})
         try:
-            if point == "recovery_resent":  # needs a pending write that was never sent
-                lab.run("all", "--batch-size", "60", failpoint="write_recorded:1")  # two writes of 30
+            if point == "write_looked_up":  # half the answers are lost: writes on record wait to be settled
+                lab.sandbox.set_faults(Faults(seed=nth, lost_response_rate=0.5))
             result = lab.run("all", "--batch-size", "20", failpoint=f"{point}:{nth}")
+            lab.sandbox.set_faults(Faults())
             tally = Tally(f"{point}:{nth}")
             if result.returncode != -signal.SIGKILL:
                 tally.notes.append(f"not killed (exit {result.returncode})")
@@ -124,14 +143,15 @@ def kill_at_every_step(kind: str = "mariadb") -> Tally:
 
 
 @_timed
-def random_kills(kind: str = "mariadb", *, kills: int = 20, invoices: int = 400, seed: int = 7) -> Tally:
+def random_kills(kind: str = "mariadb", *, kills: int = 20, invoices: int = 400, seed: int = 7,
+                 cli_python: str | None = None) -> Tally:
     """SIGKILL `all` at random moments, many times over, then let it finish."""
     rng = random.Random(seed)
-    lab = Lab(kind, invoices=invoices, students=invoices // 2, latency_ms=40)
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=40, cli_python=cli_python)
     try:
         for _ in range(kills):
             process = lab.start("all", "--batch-size", "20")
-            time.sleep(rng.uniform(0.4, 1.6))
+            time.sleep(rng.uniform(0.6, 1.8))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 lab.kills += 1
@@ -143,16 +163,120 @@ def random_kills(kind: str = "mariadb", *, kills: int = 20, invoices: int = 400,
 
 
 @_timed
-def all_faults(kind: str = "mariadb", *, invoices: int = 320, seed: int = 11) -> Tally:
+def prompt_restarts(kind: str = "mariadb", *, invoices: int = 360, moments: tuple[float, ...] = (1.2, 2.4, 3.6),
+                    cli_python: str | None = None) -> Tally:
+    """A large claim whose last writes go out late and execute slowly (batch items 50 ms apart): SIGKILL
+    at several moments, each followed at once by a new run, as systemd's Restart=on-failure or an
+    operator re-running after Ctrl-C do. A write QuickBooks may still be executing must not be re-sent
+    or released."""
+    lab = lab_for(kind, invoices=invoices, students=invoices // 3, latency_ms=30,
+                  config={"latency_per_batch_op_ms": 50}, cli_python=cli_python)
+    try:
+        for moment in moments:
+            process = lab.start("all", "--batch-size", str(invoices))
+            time.sleep(moment)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                lab.kills += 1
+            process.wait()
+        lab.finish()
+        return measure(lab, "prompt_restarts")
+    finally:
+        lab.close()
+
+
+def _lock_connection(lab: Lab, timeout: float = 20.0) -> int | None:
+    """The MariaDB session holding the company lock, once a run holds it."""
+    name = f"sync_invoices:{lab.sandbox.config.realm_id}"[:64]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with lab.mis.engine.connect() as conn:
+            holder = conn.execute(text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
+        if holder:
+            return int(holder)
+        time.sleep(0.05)
+    return None
+
+
+@_timed
+def lock_session_killed(kind: str = "mariadb", *, invoices: int = 300, cli_python: str | None = None) -> Tally:
+    """The session holding the company lock is killed mid-run (a DBA, a network blip, a restart of that
+    connection) and a second run starts at once and takes the lock: rows the first run claimed are its
+    own until it is gone; no invoice is pushed twice."""
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=30,
+                  config={"latency_per_batch_op_ms": 20}, cli_python=cli_python)
+    try:
+        first = lab.start("all", "--batch-size", "60")
+        holder = _lock_connection(lab)
+        time.sleep(1.0)
+        tally = Tally("lock_session_killed")
+        if holder is None:
+            tally.notes.append("the first run never held the lock")
+        else:
+            with lab.mis.engine.connect() as conn:
+                conn.execute(text(f"KILL CONNECTION {holder}"))
+        second = lab.start("all", "--batch-size", "60")
+        codes = sorted(p.wait() for p in (first, second))
+        lab.finish()
+        found = measure(lab, "lock_session_killed")
+        found.notes += tally.notes + ([f"exit codes {codes}"] if any(c not in (0, 1, 4) for c in codes) else [])
+        return found
+    finally:
+        lab.close()
+
+
+@_timed
+def wait_timeout_expires(kind: str = "mariadb", *, invoices: int = 240, cli_python: str | None = None) -> Tally:
+    """The MIS server closes idle sessions after 2 s (`wait_timeout`, 8 h by default and shorter than a
+    first migration): the lock's session expires mid-run, and a second run is started meanwhile."""
+    from scratch_mariadb import ScratchMariaDB
+    with ScratchMariaDB("--wait-timeout=2") as server:
+        url = server.create_database("mis")
+        lab = lab_for("mariadb", invoices=invoices, students=invoices // 2, latency_ms=30, url=url,
+                      config={"latency_per_batch_op_ms": 30}, cli_python=cli_python,
+                      env={"SYNC_RUN_LEASE_SECONDS": "15"})  # heartbeats 5 s apart: longer than wait_timeout
+        try:
+            first = lab.start("all", "--batch-size", "60")
+            time.sleep(4.0)
+            second = lab.start("all", "--batch-size", "60")
+            codes = sorted(p.wait() for p in (first, second))
+            lab.finish()
+            found = measure(lab, "wait_timeout_expires")
+            found.notes += [f"exit codes {codes}"] if any(c not in (0, 1, 4) for c in codes) else []
+            return found
+        finally:
+            lab.close()
+
+
+@_timed
+def timeouts_shorter_than_execution(kind: str = "mariadb", *, invoices: int = 150,
+                                    cli_python: str | None = None) -> Tally:
+    """Batch items take 150 ms each (a batch of 30 takes 4.5 s) and the tool gives up waiting after 1 s:
+    almost every write times out while QuickBooks goes on executing it. Nothing may be sent twice."""
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=10,
+                  config={"latency_per_batch_op_ms": 150, "request_cap_seconds": 6.0},
+                  env={"QBO_READ_TIMEOUT_SECONDS": "1", "QBO_REQUEST_CAP_SECONDS": "6",
+                       "SYNC_MAX_ATTEMPTS": "1000", "SYNC_RETRY_DELAY_SECONDS": "0"}, cli_python=cli_python)
+    try:
+        lab.finish(max_runs=6)
+        return measure(lab, "timeouts_shorter_than_execution")
+    finally:
+        lab.close()
+
+
+@_timed
+def all_faults(kind: str = "mariadb", *, invoices: int = 320, seed: int = 11, cli_python: str | None = None) -> Tally:
     """Every sandbox fault at once over 300+ invoices; re-run until done."""
     faults = Faults(seed=seed, error_500_rate=0.08, html_503_rate=0.08, lost_response_rate=0.12, throttle_rate=0.06,
                     throttle_burst=2, retry_after_seconds=0.2, token_death_rate=0.03, slow_rate=0.06,
-                    slow_seconds=1.2, slow_before_write_rate=0.06, token_endpoint_500_rate=0.2)
-    # Small batches and many retries: the batch limit is raised on both sides so that the run
-    # measures faults, not the (correct) wait for the 40-per-minute window.
+                    slow_seconds=1.2, slow_before_write_rate=0.06, token_endpoint_500_rate=0.2,
+                    **({"truncated_rate": 0.06} if "truncated_rate" in Faults.__dataclass_fields__ else {}))
+    # Small batches (10 operations) and many retries, so every fault strikes often: the batch limit is
+    # raised on both sides so that the run measures faults, not the (correct) wait for the window.
     env = {"QBO_READ_TIMEOUT_SECONDS": "1", "QBO_REQUEST_ATTEMPTS": "3", "SYNC_RETRY_DELAY_SECONDS": "0",
-           "SYNC_MAX_ATTEMPTS": "1000", "SYNC_CLAIM_LEASE_SECONDS": "5", "QBO_BATCH_REQUESTS_PER_MINUTE": "400"}
-    lab = Lab(kind, invoices=invoices, students=invoices // 2, latency_ms=5, faults=faults, env=env, seed=seed)
+           "SYNC_MAX_ATTEMPTS": "1000", "QBO_BATCH_REQUESTS_PER_MINUTE": "400", "QBO_BATCH_OPERATIONS": "10"}
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=5, faults=faults, env=env, seed=seed,
+                  cli_python=cli_python)
     lab.sandbox.set_limits(batch_requests_per_minute=400)
     try:
         lab.finish(max_runs=15, batch_size=10)
@@ -164,9 +288,9 @@ def all_faults(kind: str = "mariadb", *, invoices: int = 320, seed: int = 11) ->
 
 
 @_timed
-def two_runs_at_once(kind: str = "mariadb", *, invoices: int = 200) -> Tally:
+def two_runs_at_once(kind: str = "mariadb", *, invoices: int = 200, cli_python: str | None = None) -> Tally:
     """Two `all` processes started together on one company: the lock lets one push."""
-    lab = Lab(kind, invoices=invoices, students=invoices // 2, latency_ms=15)
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=15, cli_python=cli_python)
     try:
         first, second = lab.start("all", "--batch-size", "20"), lab.start("all", "--batch-size", "20")
         codes = sorted((first.wait(), second.wait()))
@@ -179,10 +303,10 @@ def two_runs_at_once(kind: str = "mariadb", *, invoices: int = 200) -> Tally:
 
 
 @_timed
-def tokens_expire_mid_run(kind: str = "mariadb", *, invoices: int = 200) -> Tally:
+def tokens_expire_mid_run(kind: str = "mariadb", *, invoices: int = 200, cli_python: str | None = None) -> Tally:
     """Access tokens die while `all` runs; the run refreshes and carries on in one go."""
-    lab = Lab(kind, invoices=invoices, students=invoices // 2, latency_ms=20,
-              faults=Faults(seed=5, token_death_rate=0.05))
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=20,
+                  faults=Faults(seed=5, token_death_rate=0.05), cli_python=cli_python)
     try:
         process = lab.start("all", "--batch-size", "20")
         stop = threading.Event()
@@ -203,8 +327,10 @@ def tokens_expire_mid_run(kind: str = "mariadb", *, invoices: int = 200) -> Tall
         lab.close()
 
 
-SCENARIOS = {f.__name__: f for f in (kill_at_every_step, random_kills, all_faults, two_runs_at_once,
-                                     tokens_expire_mid_run)}
+SCENARIOS = {f.__name__: f for f in (kill_at_every_step, random_kills, prompt_restarts, lock_session_killed,
+                                     wait_timeout_expires, timeouts_shorter_than_execution, all_faults,
+                                     two_runs_at_once, tokens_expire_mid_run)}
+MARIADB_ONLY = ("lock_session_killed", "wait_timeout_expires")
 
 
 def main() -> int:
@@ -213,12 +339,16 @@ def main() -> int:
     parser.add_argument("--mis", choices=("mariadb", "sqlite"), default="mariadb")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
     parser.add_argument("--kills", type=int, default=20, help="random_kills: how many kills")
+    parser.add_argument("--cli-python", help="run the CLI of another installation (its Python), e.g. an older version")
     args = parser.parse_args()
     print(f"{'scenario':24} {'invoices':>8} {'runs':>5} {'kills':>5} {'dup':>4} {'lost':>5} {'stuck':>5} "
           f"{'wrong':>5} {'secs':>6}")
     clean = True
     for name in args.scenario or list(SCENARIOS):
-        kwargs = {"kills": args.kills} if name == "random_kills" else {}
+        if args.mis == "sqlite" and name in MARIADB_ONLY:
+            continue
+        kwargs: dict = {"kills": args.kills} if name == "random_kills" else {}
+        kwargs["cli_python"] = args.cli_python
         tally = SCENARIOS[name](args.mis, **kwargs)
         clean &= tally.clean
         print(f"{name:24} {tally.invoices:8} {tally.runs:5} {tally.kills:5} {tally.duplicates:4} {tally.lost:5} "

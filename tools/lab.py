@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 from qbo_sandbox import Faults, Sandbox, SandboxConfig
 from sync_invoices.demo_data import populate
 from sync_invoices.mis import Mis
+from sync_invoices.mis.bookkeeping import open_writes
+from sync_invoices.mis.claims import count_eligible
+from sync_invoices.mis.overview import counts
 
 MARIADB_SERVER = os.environ.get("LAB_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 
@@ -45,8 +48,13 @@ class Lab:
 
     def __init__(self, kind: str, *, invoices: int, students: int, latency_ms: float = 0.0,
                  faults: Faults | None = None, env: dict[str, str] | None = None, seed: int = 1,
-                 config: dict | None = None, bad_rows: bool = True, applicants: int | None = None) -> None:
-        self.url, self._drop = scratch_mis(kind)
+                 config: dict | None = None, bad_rows: bool = True, applicants: int | None = None,
+                 url: str | None = None, cli_python: str | None = None) -> None:
+        if url is None:
+            self.url, self._drop = scratch_mis(kind)
+        else:
+            self.url, self._drop = url, lambda: None
+        self.python = cli_python or sys.executable  # another installation's Python runs an older version
         self.workdir = Path(tempfile.mkdtemp(prefix="lab-"))
         realm = str(9130350000000000 + uuid.uuid4().int % 10**12)  # the company lock is server-wide
         self.sandbox = Sandbox(SandboxConfig(**{"latency_ms": latency_ms, "seed": seed, "realm_id": realm,
@@ -54,7 +62,8 @@ class Lab:
         items = [str(self.sandbox.create("Item", {"Name": f"Fee {n}", "Type": "Service"})["Id"]) for n in range(5)]
         self.mis = Mis.connect(self.url)
         self.mis.create_mis()
-        self.mis.ensure_tables()
+        if cli_python is None:  # an older version creates its own tables, as it knows them
+            self.mis.ensure_tables()
         self.items = items
         self.generated = populate(self.mis, invoices=invoices, students=students,
                                   applicants=max(students // 10, 1) if applicants is None else applicants,
@@ -86,30 +95,34 @@ class Lab:
 
     def command(self, *args: str) -> list[str]:
         """The CLI command line."""
-        return [sys.executable, "-m", "sync_invoices", *args]
+        return [self.python, "-m", "sync_invoices", *args]
+
+    def _env(self, failpoint: str | None = None) -> dict[str, str]:
+        return dict(self.env, SYNC_INVOICES_FAILPOINT=failpoint) if failpoint else dict(self.env)
 
     def run(self, *args: str, failpoint: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run the CLI to its end (or its failpoint's SIGKILL)."""
-        env = dict(self.env, SYNC_INVOICES_FAILPOINT=failpoint) if failpoint else self.env
         self.runs += 1
-        result = subprocess.run(self.command(*args), env=env, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(self.command(*args), env=self._env(failpoint), capture_output=True, text=True,
+                                timeout=timeout, cwd=self.workdir)
         if result.returncode == -signal.SIGKILL:
             self.kills += 1
         return result
 
-    def start(self, *args: str) -> subprocess.Popen:
+    def start(self, *args: str, failpoint: str | None = None) -> subprocess.Popen:
         """Start the CLI in the background."""
         self.runs += 1
-        return subprocess.Popen(self.command(*args), env=self.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(self.command(*args), env=self._env(failpoint), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, cwd=self.workdir)
 
     def finish(self, max_runs: int = 12, batch_size: int = 30) -> subprocess.CompletedProcess:
         """Re-run `all` until nothing is left to do (exit 0, or 1 with only failed rows left)."""
         result = self.run("all", "--batch-size", str(batch_size))
         for _ in range(max_runs - 1):
-            counts = self.mis.counts()
-            if result.returncode in (0, 1) and counts["not_synced"] == counts["in_progress"] == 0 \
-                    and self.mis.count_eligible() == 0 and not self.mis.pending_writes():
+            now = counts(self.mis)
+            settled = self.python != sys.executable or not open_writes(self.mis)
+            if result.returncode in (0, 1) and now["not_synced"] == now["in_progress"] == 0 \
+                    and count_eligible(self.mis) == 0 and settled:
                 break
             result = self.run("all", "--batch-size", str(batch_size))
         return result

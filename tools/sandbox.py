@@ -18,7 +18,7 @@ from qbo_sandbox import Faults, Sandbox, SandboxConfig  # noqa: E402
 
 FAULT_OPTIONS = ("error_500_rate", "html_503_rate", "lost_response_rate", "throttle_rate", "throttle_xml_ratio",
                  "token_death_rate", "slow_rate", "slow_seconds", "slow_before_write_rate",
-                 "token_endpoint_500_rate")
+                 "token_endpoint_500_rate", "truncated_rate")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

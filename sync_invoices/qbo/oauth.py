@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ import requests
 from intuitlib.client import AuthClient
 from intuitlib.enums import Scopes
 from intuitlib.exceptions import AuthClientError
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ..errors import AuthorizationNeeded, ConfigError, Retriable
 from ..settings import Settings
@@ -54,19 +56,33 @@ class _TimedAuthClient(AuthClient):
         return super().request(method, url, **kwargs)
 
 
-def auth_client(settings: Settings, *, access_token: str | None = None,
-                refresh_token: str | None = None) -> AuthClient:
+def _transient_discovery(exc: BaseException) -> bool:
+    if isinstance(exc, requests.RequestException):
+        return True
+    return isinstance(exc, AuthClientError) and (exc.status_code or 0) >= 500
+
+
+def auth_client(settings: Settings, *, access_token: str | None = None, refresh_token: str | None = None,
+                sleep: Callable[[float], None] = time.sleep) -> AuthClient:
     """An AuthClient for the configured app, discovery fetched from QBO_DISCOVERY_URL when set."""
     settings.require("qbo_client_id", "qbo_client_secret")
     if settings.qbo_discovery_url:
         check_transport("QBO_DISCOVERY_URL", settings.qbo_discovery_url)
     # AuthClient treats an environment it does not know as the discovery document's URL.
     target = settings.qbo_discovery_url or settings.qbo_environment
+
+    def build() -> AuthClient:
+        return _TimedAuthClient(settings.qbo_client_id, settings.qbo_client_secret.reveal(),  # type: ignore[union-attr]
+                                settings.qbo_redirect_uri, target, access_token=access_token,
+                                refresh_token=refresh_token, realm_id=settings.qbo_realm_id,
+                                timeout=(settings.connect_timeout_seconds, settings.read_timeout_seconds))
+
+    # The constructor fetches the discovery document: a passing network or server fault is tried again.
+    retrying = Retrying(retry=retry_if_exception(_transient_discovery), stop=stop_after_attempt(settings.request_attempts),
+                        wait=wait_exponential_jitter(initial=settings.backoff_seconds, max=30 * settings.backoff_seconds),
+                        sleep=sleep, reraise=True)
     try:
-        client = _TimedAuthClient(settings.qbo_client_id, settings.qbo_client_secret.reveal(),  # type: ignore[union-attr]
-                                  settings.qbo_redirect_uri, target, access_token=access_token,
-                                  refresh_token=refresh_token, realm_id=settings.qbo_realm_id,
-                                  timeout=(settings.connect_timeout_seconds, settings.read_timeout_seconds))
+        client = retrying(build)
     except (requests.RequestException, AuthClientError, ValueError) as exc:
         raise ConfigError(f"Cannot fetch QuickBooks' OAuth discovery document: {type(exc).__name__}.",
                           fix="Check the network and QBO_DISCOVERY_URL / QBO_ENVIRONMENT.") from None
@@ -135,8 +151,15 @@ class Authorizer:
         with self._lock:
             self._refused.add(access_token)
 
+    @property
+    def lock_timeout(self) -> float:
+        """Longer than one refresh can take (the discovery document, then the token call, each up to
+        the connect and read timeouts), so a waiting process never gives up on a refresh in progress."""
+        one_call = self.settings.connect_timeout_seconds + self.settings.read_timeout_seconds
+        return 2 * one_call * self.settings.request_attempts + 30
+
     def _refresh(self) -> Tokens:
-        with self.store.lock():
+        with self.store.lock(timeout=self.lock_timeout):
             current = self._load()
             # Another process (or thread) may have refreshed while we waited for the lock.
             if current.access_valid(self.clock()) and current.access_token not in self._refused:
@@ -149,11 +172,34 @@ class Authorizer:
             except requests.RequestException as exc:
                 raise Retriable(f"Cannot reach QuickBooks' token service: {type(exc).__name__}.",
                                 code="connection") from None
-            fresh = current.rotated(
-                access_token=client.access_token, refresh_token=client.refresh_token or current.refresh_token,
-                expires_in=client.expires_in, refresh_expires_in=client.x_refresh_token_expires_in,
-                hard_expires_in=getattr(client, "x_refresh_token_hard_expires_in", None), now=self.clock())
+            fresh = tokens_from(client, current, self.clock())
             # The rotated refresh token is on disk before anything uses the new access token.
             self.store.save(fresh)
             self.refreshes += 1
             return fresh
+
+
+def tokens_from(client: AuthClient, base: Tokens, now: datetime) -> Tokens:
+    """The tokens an AuthClient holds after a code exchange or a refresh (the refresh token kept when
+    QuickBooks did not rotate it this time)."""
+    return base.rotated(access_token=client.access_token, refresh_token=client.refresh_token or base.refresh_token,
+                        expires_in=client.expires_in, refresh_expires_in=client.x_refresh_token_expires_in,
+                        hard_expires_in=getattr(client, "x_refresh_token_hard_expires_in", None), now=now)
+
+
+def exchange_code(client: AuthClient, code: str, realm_id: str, now: datetime) -> Tokens:
+    """Trade the one-time authorization code for the company's tokens (used once: a second use poisons it)."""
+    try:
+        client.get_bearer_token(code, realm_id=realm_id)
+    except AuthClientError as exc:
+        raise auth_error(exc) from None
+    return tokens_from(client, Tokens(realm_id=realm_id, refresh_token=client.refresh_token), now)
+
+
+def revoke_grant(client: AuthClient, refresh_token: str) -> None:
+    """Revoke the grant at Intuit; a token Intuit already considers invalid (400) counts as revoked."""
+    try:
+        client.revoke(token=refresh_token)
+    except AuthClientError as exc:
+        if exc.status_code != 400:
+            raise auth_error(exc) from None

@@ -1,10 +1,12 @@
-"""POST /batch via quickbooks.batch and raw: per-item faults, shuffled order, limits, requestid."""
+"""POST /batch via quickbooks.batch and raw: per-item faults, shuffled order, item-by-item commits, requestid."""
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
 import pytest
+import requests
 from quickbooks.batch import batch_create
 from quickbooks.exceptions import ValidationException
 from quickbooks.objects.customer import Customer
@@ -116,3 +118,42 @@ def test_malformed_batch_is_a_validation_fault(qb):
     with pytest.raises(ValidationException) as exc:
         qb.batch_operation('{"BatchItemRequest": ')
     assert exc.value.error_code == 2010
+
+
+def test_items_commit_one_by_one_and_a_query_mid_batch_sees_only_those_done(make_sandbox, make_clients):
+    sandbox = make_sandbox(latency_ms=50, latency_per_batch_op_ms=300, requests_per_second=1000)
+    sandbox.create("Item", {"Name": "Tuition"})
+    customer = sandbox.create("Customer", {"DisplayName": "Mid Batch"})
+    session = make_clients(sandbox).session()
+    headers = {"Authorization": f"Bearer {sandbox.issue_tokens()['access_token']}", "Accept": "application/json"}
+    url = f"{sandbox.api_base}/company/{sandbox.realm_id}"
+    line = [{"DetailType": "SalesItemLineDetail", "Amount": 1, "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}]
+    items = [{"bId": f"b{n}", "operation": "create",
+              "Invoice": {"CustomerRef": {"value": customer["Id"]}, "DocNumber": f"MB-{n}", "Line": line}}
+             for n in range(4)]
+    count = "SELECT COUNT(*) FROM Invoice WHERE DocNumber IN ('MB-0', 'MB-1', 'MB-2', 'MB-3')"
+    done = threading.Event()
+
+    def send() -> None:
+        with requests.Session() as own:
+            own.post(url + "/batch", json={"BatchItemRequest": items}, headers=headers, timeout=10)
+        done.set()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    seen: set[int] = set()
+    store_waits: list[float] = []
+    while not done.is_set():
+        response = session.post(url + "/query", data=count, headers={**headers, "Content-Type": "application/text"},
+                                timeout=5)
+        seen.add(response.json()["QueryResponse"]["totalCount"])
+        started = time.monotonic()
+        sandbox.entities("Invoice")
+        store_waits.append(time.monotonic() - started)
+        time.sleep(0.03)
+    sender.join()
+    # Each item is committed before the next one's latency; nothing waits for the whole batch.
+    assert {1, 2, 3} <= seen
+    assert len(sandbox.entities("Invoice")) == 4
+    # The store lock is not held through the per-item latency (that would stall readers ~0.3 s).
+    assert max(store_waits) < 0.2

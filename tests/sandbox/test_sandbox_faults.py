@@ -61,6 +61,7 @@ def test_lost_responses_hit_writes_only(sandbox, qb):
 
 
 def test_injected_throttle_bursts(sandbox, qb):
+    sandbox.set_limits(requests_per_second=1000)  # only injected 429s here, none for going too fast
     sandbox.set_faults(Faults(seed=3, throttle_rate=0.2, throttle_burst=3, throttle_xml_ratio=0.0))
     outcomes = []
     for _ in range(60):
@@ -83,7 +84,7 @@ def test_injected_throttle_bursts(sandbox, qb):
 
 def test_same_seed_same_faults(make_sandbox, make_clients):
     def run() -> list[int]:
-        sandbox = make_sandbox(faults=Faults(seed=11, error_500_rate=0.5))
+        sandbox = make_sandbox(faults=Faults(seed=11, error_500_rate=0.5), requests_per_second=1000)
         raw = make_clients(sandbox).session()
         token = sandbox.issue_tokens()["access_token"]
         url = f"{sandbox.api_base}/company/{sandbox.realm_id}/preferences"
@@ -114,7 +115,13 @@ def test_slow_response(sandbox, qb):
     assert sandbox.stats()["faults_injected"] == {"slow": 1}
 
 
-def test_slow_before_write_lands_after_the_client_gave_up_and_a_retry_waits_for_it(sandbox, clients):
+def _wait_for(condition, seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_slow_before_write_lands_after_the_client_gave_up_and_a_retry_runs_alongside(sandbox, clients):
     sandbox.set_faults(Faults(slow_before_write_rate=1.0, slow_seconds=0.6))
     impatient = clients.qb(timeout=0.15)
     with pytest.raises(requests.Timeout):
@@ -122,10 +129,16 @@ def test_slow_before_write_lands_after_the_client_gave_up_and_a_retry_waits_for_
     assert sandbox.entities("Customer") == []  # not yet written
     sandbox.set_faults(Faults())
     patient = clients.qb(timeout=5)
-    # The retry arrives while the first is still sleeping: it waits, then gets the same answer.
+    # The retry arrives while the first is still sleeping: QBO promises no waiting, so it executes too.
     retried = _customer("Late").save(qb=patient, request_id="rid-late")
     assert retried.Id == "1" and len(sandbox.entities("Customer")) == 1
-    assert sandbox.stats()["replays"] == 1
+    # The original wakes up and executes as well; here the name is taken by then (6240).
+    _wait_for(lambda: sandbox.stats()["by_status"].get(400))
+    stats = sandbox.stats()
+    assert (stats["requestid_reexecuted"], stats["replays"], stats["by_status"]) == (1, 0, {200: 1, 400: 1})
+    # Both have answered: from now on the id replays the first answer given (the retry's).
+    assert _customer("Late").save(qb=patient, request_id="rid-late").Id == "1"
+    assert sandbox.stats()["replays"] == 1 and len(sandbox.entities("Customer")) == 1
 
 
 def test_token_endpoint_500_rotates_nothing(sandbox, clients):
@@ -168,22 +181,28 @@ def test_client_killed_mid_request_still_gets_its_write_processed(make_sandbox):
     assert requests.get(sandbox.discovery_url, timeout=5).status_code == 200
 
 
-def test_concurrent_requests_with_one_request_id_execute_once(make_sandbox):
-    sandbox = make_sandbox(latency_ms=150)
+def test_concurrent_requests_with_one_request_id_all_execute(make_sandbox):
+    sandbox = make_sandbox(latency_ms=400)
     token = sandbox.issue_tokens()["access_token"]
     url = f"{sandbox.api_base}/company/{sandbox.realm_id}/customer"
-    ids: list[str] = []
+    barrier = threading.Barrier(3)
+    answers: list[dict] = []
 
     def create() -> None:
         with requests.Session() as session:
+            barrier.wait()
             response = session.post(url, params={"requestid": "rid-twins", "minorversion": 75},
                                     json={"DisplayName": "Twin"}, headers={"Authorization": f"Bearer {token}"})
-            ids.append(response.json()["Customer"]["Id"])
+            answers.append(response.json())
 
     threads = [threading.Thread(target=create) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert ids == ["1", "1", "1"] and len(sandbox.entities("Customer")) == 1
-    assert sandbox.stats()["replays"] == 2
+    # None of them had answered when the others arrived, so none is a replay: one creates the
+    # customer, the other two execute as well and meet the name it took.
+    codes = sorted(a["Customer"]["Id"] if "Customer" in a else a["Fault"]["Error"][0]["code"] for a in answers)
+    assert codes == ["1", "6240", "6240"] and len(sandbox.entities("Customer")) == 1
+    stats = sandbox.stats()
+    assert (stats["requestid_reexecuted"], stats["replays"]) == (2, 0)

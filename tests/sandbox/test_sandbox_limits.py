@@ -10,7 +10,7 @@ from quickbooks.exceptions import QuickbooksException, ValidationException
 from quickbooks.objects.customer import Customer
 
 from qbo_sandbox import Faults
-from qbo_sandbox.limits import BATCH_WINDOW, CONCURRENCY, REQUEST_WINDOW, Limits, RealmLimiter
+from qbo_sandbox.limits import BATCH_WINDOW, CONCURRENCY, REQUEST_WINDOW, SECOND_WINDOW, Limits, RealmLimiter
 
 
 def _xml_ratio(ratio: float, **kwargs) -> Faults:
@@ -154,4 +154,66 @@ def test_set_limits_applies_at_runtime(sandbox, qb):
     sandbox.set_limits(requests_per_minute=500)
     Customer.all(qb=qb)
     with pytest.raises(ValueError):
-        sandbox.set_limits(requests_per_second=10)
+        sandbox.set_limits(requests_per_hour=10)
+
+
+def test_ten_requests_per_second_by_default_then_a_json_429(make_sandbox):
+    sandbox = make_sandbox(faults=_xml_ratio(0.0))
+    token = sandbox.issue_tokens()["access_token"]
+    url = f"{sandbox.api_base}/company/{sandbox.realm_id}/preferences"
+    with requests.Session() as session:
+        statuses = [session.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=5).status_code
+                    for _ in range(11)]
+        refused = session.get(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                              timeout=5)
+    # The eleventh request inside one second is refused (11 in all take far less than a second here).
+    assert statuses == [200] * 10 + [429]
+    assert refused.status_code == 429 and refused.json()["Fault"]["Error"][0]["code"] == "3001"
+    stats = sandbox.stats()
+    assert stats["throttled_real"] == stats["throttled"] == 2
+    assert stats["throttled_by_limit"] == {"second_window": 2}
+
+
+def test_second_window_slides_by_arrival_and_counts_admitted_requests_only():
+    clock = Clock()
+    limiter = RealmLimiter(Limits(requests_per_second=4), clock)
+
+    def admit() -> str | None:
+        refusal = limiter.admit(False)
+        if refusal is None:
+            limiter.release()
+        return refusal
+
+    assert [admit(), admit()] == [None, None]  # t=0
+    clock.now += 0.6
+    assert [admit(), admit(), admit()] == [None, None, SECOND_WINDOW]  # t=0.6: four in the last second
+    clock.now += 0.39
+    assert admit() == SECOND_WINDOW  # t=0.99: still four
+    clock.now += 0.02
+    # t=1.01: the t=0 pair slid out; a fixed per-second bucket starting at t=1 would allow four.
+    assert [admit(), admit(), admit()] == [None, None, SECOND_WINDOW]
+    clock.now += 0.6
+    assert [admit(), admit(), admit()] == [None, None, SECOND_WINDOW]  # t=1.61: the t=0.6 pair slid out
+
+
+def test_concurrency_is_checked_before_the_second_window():
+    clock = Clock()
+    limiter = RealmLimiter(Limits(requests_per_second=1, max_concurrency=1), clock)
+    assert limiter.admit(False) is None
+    assert limiter.admit(False) == CONCURRENCY
+    limiter.release()
+    assert limiter.admit(False) == SECOND_WINDOW
+    clock.now += 1.0
+    assert limiter.admit(False) is None
+
+
+def test_requests_per_second_set_at_runtime_and_over_http(sandbox, qb, clients):
+    assert sandbox.set_limits(requests_per_second=2)["requests_per_second"] == 2
+    Customer.all(qb=qb)
+    Customer.all(qb=qb)
+    with pytest.raises(ValidationException) as exc:
+        Customer.all(qb=qb)
+    assert exc.value.error_code == 3001
+    admin = clients.session().post(sandbox.base_url + "/_sandbox/limits", json={"requests_per_second": 50}, timeout=5)
+    assert admin.json()["requests_per_second"] == 50 and sandbox.config.requests_per_second == 10
+    Customer.all(qb=qb)

@@ -1,4 +1,4 @@
-"""The /v3 accounting API: auth, admission, injected faults, requestid replay, then the entity routes."""
+"""The /v3 accounting API: auth, admission, request cap, injected faults, requestid replay, then the routes."""
 from __future__ import annotations
 
 import re
@@ -7,13 +7,17 @@ from typing import Any, Callable
 
 from . import errors
 from .batch import QUERY_FAULT_CODES, batch_items, check_batch, execute_batch
+from .cdc import change_data_capture
+from .closing import guard
+from .deadline import Deadline, RequestCapExceeded
 from .errors import QBOFault
 from .faults import FaultPlan
 from .jsonio import MalformedJSON, loads, qbo_time
 from .limits import INJECTED, RealmLimiter
 from .oauth import TokenAuthority
 from .oauth_routes import bearer_token
-from .replay import ReplayCache, StoredResponse
+from .params import check_params
+from .replay import Claim, ReplayCache, StoredResponse
 from .stats import SandboxStats
 from .store import Store, canonical_entity
 from .wire import XML_TYPE, Request, Response
@@ -86,10 +90,12 @@ class AccountingAPI:
             self._stats.fault("throttle")
             return self._throttled()
         if refusal is not None:
-            self._stats.incr("throttled_real")
+            self._stats.throttle(refusal)
             return self._throttled()
         try:
             response, processed = self._admitted(request, rest, is_batch)
+        except RequestCapExceeded:
+            response, processed = self._cap_exceeded(), False
         finally:
             self._limiter.release()
         # Slowness on the way back: the work is done and the slot is free, the client just waits.
@@ -99,28 +105,49 @@ class AccountingAPI:
         if processed and self._is_write(request, rest) and self._plan.roll("lost_response"):
             self._stats.fault("lost_response")
             return Response.dropped()
+        if self._plan.roll("truncated"):
+            # Any answer, read or write, processed or not: the client gets a body cut short.
+            self._stats.fault("truncated")
+            response.truncated = True
         return response
 
     @staticmethod
     def _is_write(request: Request, rest: str) -> bool:
         return request.method == "POST" and rest.lower() not in ("query",)
 
-    def _latency_seconds(self, request: Request, is_batch: bool) -> float:
-        limits = self._limiter.limits
-        seconds = limits.latency_ms / 1000.0
-        if is_batch and limits.latency_per_batch_op_ms:
-            try:
-                items = batch_items(loads(request.body))
-            except (MalformedJSON, QBOFault):
-                items = []
-            seconds += len(items) * limits.latency_per_batch_op_ms / 1000.0
-        return seconds
+    def _deadline(self, request: Request) -> Deadline:
+        return Deadline.after(request.arrived, self._limiter.limits.request_cap_seconds, sleep=self._sleep)
+
+    def _cap_exceeded(self) -> Response:
+        # What a client sees of a request QBO timed out is not documented; a SystemFault is the
+        # answer that tells it least. Anything done before the cap stays done.
+        self._stats.incr("request_cap_aborts")
+        return Response.fault(errors.system_fault())
 
     def _admitted(self, request: Request, rest: str, is_batch: bool) -> tuple[Response, bool]:
-        """Latency, injected 5xx, then replay or processing; True when the request was processed."""
-        latency = self._latency_seconds(request, is_batch)
-        if latency > 0:
-            self._sleep(latency)
+        """Replay decided on arrival, then latency, injected 5xx, replay or processing; True when processed."""
+        request_id = request.query.get("requestid")
+        limit = MAX_BATCH_REQUEST_ID if is_batch else MAX_REQUEST_ID
+        if not request_id or len(request_id) > limit:
+            return self._answer(request, rest, None, limit)
+        claim = self._replay.claim(request_id)
+        if claim.record is not None:
+            return self._answer(request, rest, claim, limit)
+        try:
+            response, processed = self._answer(request, rest, claim, limit)
+        except BaseException:
+            self._replay.abandon(request_id)
+            raise
+        if not processed:
+            self._replay.abandon(request_id)
+            return response, processed
+        fingerprint = (request.method, request.path, request.body)
+        self._replay.finish(request_id, StoredResponse(response.status, response.content_type, response.body,
+                                                       fingerprint))
+        return response, processed
+
+    def _answer(self, request: Request, rest: str, claim: Claim | None, limit: int) -> tuple[Response, bool]:
+        self._deadline(request).wait(self._limiter.limits.latency_ms / 1000.0)
         if self._plan.roll("error_500"):
             self._stats.fault("error_500")
             return Response.fault(errors.system_fault()), False
@@ -128,34 +155,33 @@ class AccountingAPI:
             self._stats.fault("html_503")
             return Response.text(503, errors.service_unavailable_html()), False
         request_id = request.query.get("requestid")
-        if request_id is None:
-            return self._process(request, rest), True
-        limit = MAX_BATCH_REQUEST_ID if is_batch else MAX_REQUEST_ID
-        if not request_id or len(request_id) > limit:
+        if request_id is not None and claim is None:
             return Response.fault(errors.invalid_request_id(
                 f"requestid must be 1 to {limit} characters; got {len(request_id)}")), False
-        fingerprint = (request.method, request.path, request.body)
-        stored = self._replay.claim(request_id)
-        if stored is not None:
+        if claim is not None and claim.record is not None:
+            stored = claim.record
             self._stats.incr("replays")
-            if stored.fingerprint != fingerprint:
+            if stored.fingerprint != (request.method, request.path, request.body):
                 self._stats.incr("requestid_body_mismatch")
             return Response(stored.status, stored.body, stored.content_type), True
-        try:
-            response = self._process(request, rest)
-        except BaseException:
-            self._replay.abandon(request_id)
-            raise
-        self._replay.finish(request_id, StoredResponse(response.status, response.content_type, response.body,
-                                                       fingerprint))
-        return response, True
+        if claim is not None and claim.concurrent:
+            self._stats.incr("requestid_reexecuted")
+        return self._process(request, rest), True
 
     def _process(self, request: Request, rest: str) -> Response:
-        if self._is_write(request, rest) and self._plan.roll("slow_before_write"):
+        deadline = self._deadline(request)
+        is_write = self._is_write(request, rest)
+        if is_write and self._plan.roll("slow_before_write"):
             # The write lands late: a client with a short timeout gives up before it is committed.
             self._stats.fault("slow_before_write")
-            self._sleep(self._plan.faults.slow_seconds)
+            deadline.wait(self._plan.faults.slow_seconds)
         try:
+            if is_write and rest.lower() != "batch":
+                # Checked with the store lock held, so no write commits after the cap (a batch checks per item).
+                with self._store.atomic():
+                    deadline.check()
+                    return self._route(request, rest)
+            deadline.check()
             return self._route(request, rest)
         except QBOFault as fault:
             if fault.code in QUERY_FAULT_CODES:
@@ -166,8 +192,12 @@ class AccountingAPI:
         segments = rest.split("/") if rest else []
         head = segments[0].lower() if segments else ""
         method = request.method
+        check_params(method, segments, request.query)
         if head == "query" and len(segments) == 1:
             return self._query(request)
+        if head == "cdc" and len(segments) == 1 and method == "GET":
+            self._stats.incr("reads")
+            return Response.json(200, change_data_capture(self._store, request.query))
         if head == "batch" and len(segments) == 1 and method == "POST":
             return self._batch(request)
         if head == "preferences" and len(segments) == 1 and method == "GET":
@@ -204,8 +234,16 @@ class AccountingAPI:
         operation = request.query.get("operation", "").lower()
         # include=allowduplicatedocnum lets one write skip the 6140 check (Invoice reference).
         allow_duplicate = "allowduplicatedocnum" in request.query.get("include", "").lower()
+        is_void = operation == "void" or "void" in request.query.get("include", "").lower().split(",")
+        creating = operation == "create" or (operation == "" and isinstance(body, dict) and not body.get("Id"))
+        with self._store.atomic():
+            guard(self._store, entity, "delete" if operation == "delete" else "void" if is_void
+                  else "create" if creating else "update", body)  # closed books: 6210
         if operation == "delete":
             stored = self._store.delete(entity, body)
+        elif operation == "void" or "void" in request.query.get("include", "").lower().split(","):
+            # Invoice: ?operation=void; Payment, SalesReceipt: ?operation=update&include=void (params.py).
+            stored = self._store.void(entity, body)
         elif operation == "create" or (operation == "" and isinstance(body, dict) and not body.get("Id")):
             stored = self._store.create(entity, body, allow_duplicate=allow_duplicate)
         elif operation in ("", "update"):
@@ -226,5 +264,6 @@ class AccountingAPI:
         self._stats.incr("batch_requests")
         items = batch_items(self._json_body(request))
         check_batch(items, has_request_id="requestid" in request.query)
-        responses = execute_batch(items, self._store, self._stats, self._plan.shuffle)
+        responses = execute_batch(items, self._store, self._stats, self._plan.shuffle, self._deadline(request),
+                                  self._limiter.limits.latency_per_batch_op_ms / 1000.0)
         return self._ok({"BatchItemResponse": responses})

@@ -1,4 +1,20 @@
-"""/_sandbox/*: control of a running sandbox for other processes (loopback only, no auth)."""
+"""/_sandbox/*: control of a running sandbox for other processes (loopback only, no auth).
+
+The accountant (Sandbox methods of the same names; each goes through the store's normal write paths,
+so SyncToken, MetaData.LastUpdatedTime, change data capture and payment links move as for an API write;
+the answer is the object written, a QBO Fault when QBO would refuse, {"error"} 400 for bad arguments):
+  POST accountant/edit_invoice       {"invoice_id", "amount"?, "customer_id"?, "txn_date"?, "private_note"?,
+                                      "description"?}  amount/description: the first sales line
+  POST accountant/void_invoice       {"invoice_id"}    refused (6000) while a payment is applied
+  POST accountant/delete_invoice     {"invoice_id"}    answers {"domain", "status": "Deleted", "Id"}
+  POST accountant/pay_invoice        {"invoice_id", "amount"}  answers the Payment
+  POST accountant/duplicate_invoice  {"doc_number", "customer_id", "amount", "item_id"?}  even with the
+                                      duplicate-DocNumber check on (a human can save over the warning)
+  POST deactivate                    {"entity", "id"}  Customer/Vendor/Employee/Item/Account -> Active false
+The clock (MetaData times and the 30-day CDC window; Sandbox.now/advance_clock/set_clock):
+  GET  clock                         {"now"}
+  POST clock                         {"advance_seconds": n} or {"set": "<ISO 8601 with offset>"} -> {"now"}
+"""
 from __future__ import annotations
 
 import ipaddress
@@ -7,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import QBOFault
 from .faults import Faults
 from .jsonio import MalformedJSON, loads
+from . import accountant_routes
 from .store import canonical_entity
 from .wire import Request, Response
 
@@ -56,6 +73,10 @@ class AdminRoutes:
 
     def _route(self, method: str, action: str, body: Any) -> Response:
         sb = self._sandbox
+        if accountant_routes.handles(action):
+            answer = accountant_routes.route(sb, method, action, body)
+            if answer is not None:
+                return answer
         if method == "GET" and action == "stats":
             return Response.json(200, sb.stats())
         if method == "GET" and action == "faults":

@@ -1,8 +1,11 @@
-"""POST /batch: up to 30 independent operations, answered in no particular order (qbo_facts s.1, s.8)."""
+"""POST /batch: up to 30 independent operations, committed one by one, answered in no particular order."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
+from .closing import guard
+from .deadline import Deadline
 from .errors import QBOFault, invalid_property, invalid_request_id
 from .stats import SandboxStats
 from .store import ENTITIES, Store
@@ -48,6 +51,7 @@ def _execute_item(item: Any, store: Store, stats: SandboxStats) -> dict[str, Any
         entity = named[0]
         operation = str(item.get("operation") or "create").lower()
         body = item[entity]
+        guard(store, entity, operation, body)  # closed books: 6210 for this item alone
         if operation == "create":
             if isinstance(body, dict):
                 body = {k: v for k, v in body.items() if k not in ("Id", "SyncToken")}
@@ -65,10 +69,22 @@ def _execute_item(item: Any, store: Store, stats: SandboxStats) -> dict[str, Any
         return {"bId": bid, "Fault": fault.fault()}
 
 
-def execute_batch(items: list[Any], store: Store, stats: SandboxStats,
-                  shuffle: Callable[[list[Any]], None]) -> list[dict[str, Any]]:
-    """Run each item in order, exactly like the single endpoints; return responses shuffled."""
-    responses = [_execute_item(item, store, stats) for item in items]
-    stats.incr("batch_items", len(items))
+def execute_batch(items: list[Any], store: Store, stats: SandboxStats, shuffle: Callable[[list[Any]], None],
+                  deadline: Deadline | None = None, seconds_per_item: float = 0.0) -> list[dict[str, Any]]:
+    """Run each item in order, exactly like the single endpoints; return responses shuffled.
+
+    QBO says nothing of a batch being atomic or isolated, so each item is committed on its own and
+    the next one starts `seconds_per_item` later: a query arriving mid-batch sees the items done so
+    far. Past the deadline no further item runs (RequestCapExceeded; those done stay done).
+    """
+    deadline = deadline or Deadline(math.inf)
+    responses: list[dict[str, Any]] = []
+    for item in items:
+        with store.atomic():
+            # Checked with the store lock held, so no item commits after the deadline.
+            deadline.check()
+            responses.append(_execute_item(item, store, stats))
+        stats.incr("batch_items")
+        deadline.wait(seconds_per_item)
     shuffle(responses)
     return responses

@@ -196,3 +196,25 @@ def service_unavailable_html() -> str:
     return ("<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head><body>"
             "<h1>Service Unavailable</h1><p>The server is temporarily unable to service your request "
             "due to maintenance downtime or capacity problems. Please try again later.</p></body></html>")
+
+
+def business_validation(detail: str, element: str = "") -> QBOFault:
+    """6000: QBO's generic business-rule refusal ("Business Validation Error: ...")."""
+    return QBOFault(6000, "A business validation error has occurred while processing your request",
+                    f"Business Validation Error: {detail}", element=element)
+
+
+def txn_not_linkable(detail: str) -> QBOFault:
+    """620: a Payment line linked to an invoice it may not settle (another customer's, or over its balance).
+
+    Code and wording as QBO integrations report them: "ERROR CODE: 620; TxnID Cannot Be Linked"
+    with element Payment.Line.LinkedTxn.TxnId (Chargebee and ServiceTitan support articles).
+    """
+    return QBOFault(620, "TxnID Cannot Be Linked", f"TxnID Cannot Be Linked : {detail}",
+                    element="Payment.Line.LinkedTxn.TxnId")
+
+
+def invalid_parameter(name: str, value: str | None = None) -> QBOFault:
+    """2010 naming a query-string parameter (or parameter=value) this endpoint does not take."""
+    shown = name if value is None else f"{name}={value}"
+    return invalid_property(shown, element=name)

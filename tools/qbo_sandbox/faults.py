@@ -15,6 +15,7 @@ RATE_FIELDS: dict[str, str] = {
     "slow": "slow_rate",
     "slow_before_write": "slow_before_write_rate",
     "token_endpoint_500": "token_endpoint_500_rate",
+    "truncated": "truncated_rate",
 }
 
 
@@ -35,6 +36,9 @@ class Faults:
     slow_seconds: float = 5.0
     slow_before_write_rate: float = 0.0
     token_endpoint_500_rate: float = 0.0
+    # The answer's Content-Length promises more bytes than are sent, then the connection closes; what the
+    # request did is done (a write is committed), the client reads a broken body.
+    truncated_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

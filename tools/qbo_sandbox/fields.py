@@ -19,6 +19,9 @@ class Lookup(Protocol):
     def all_of(self, entity: str) -> Iterable[dict[str, Any]]:
         """Every stored object of one type."""
 
+    def named(self, entity: str, field: str, name: Any) -> Iterable[dict[str, Any]]:
+        """Objects whose indexed `field`, trimmed and case-folded, equals `name`'s, in Id order."""
+
 
 def clean(value: Any) -> Any:
     """Drop None, "", [] and {} recursively: python-quickbooks sends every default ("" included,

@@ -64,7 +64,7 @@ def build_party(entity: str, body: dict[str, Any], self_id: str | None, store: L
         raise invalid_property("Active", element="Active")
     key = name_key(obj["DisplayName"])
     for other_entity in PARTIES:
-        for other in store.all_of(other_entity):
+        for other in store.named(other_entity, "DisplayName", obj["DisplayName"]):
             if (other_entity, other["Id"]) == (entity, self_id):
                 continue
             # Unique across Customer, Vendor AND Employee, active or not (qbo_facts s.4, s.9 #11).

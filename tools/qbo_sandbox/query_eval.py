@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Iterable
 
 from .errors import query_invalid
@@ -20,9 +21,12 @@ FILTERABLE: dict[str, tuple[str, ...]] = {
     "Invoice": _TXN,
     "SalesReceipt": _TXN,
     "Item": ("Id", "Name", "Active", "Type"),
+    "Account": ("Id", "Name", "AccountType", "AccountSubType", "Classification", "Active", "FullyQualifiedName",
+                "CurrentBalance") + _META,
+    "Payment": ("Id", "TxnDate", "CustomerRef", "TotalAmt") + _META,
 }
 # Name lists whose queries hide inactive objects unless Active is constrained (QBO's rule).
-ACTIVE_BY_DEFAULT = ("Customer", "Vendor", "Employee", "Item")
+ACTIVE_BY_DEFAULT = ("Customer", "Vendor", "Employee", "Item", "Account")
 # Fields that are references or sub-objects: queries compare their scalar part.
 _SCALAR_PART = {"PrimaryEmailAddr": "Address", "CustomerRef": "value"}
 DEFAULT_MAX_RESULTS = 100
@@ -71,10 +75,14 @@ def _as_datetime(value: Any, like: datetime | None = None) -> datetime | None:
     return moment
 
 
-def _like(value: str, pattern: str) -> bool:
+@lru_cache(maxsize=256)
+def _like_regex(pattern: str) -> re.Pattern[str]:
     # Only % is a wildcard in QBO's LIKE; everything else, _ included, is literal.
-    regex = ".*".join(re.escape(part) for part in pattern.casefold().split("%"))
-    return re.fullmatch(regex, value.casefold(), re.DOTALL) is not None
+    return re.compile(".*".join(re.escape(part) for part in pattern.casefold().split("%")), re.DOTALL)
+
+
+def _like(value: str, pattern: str) -> bool:
+    return _like_regex(pattern).fullmatch(value.casefold()) is not None
 
 
 def _compare(value: Any, op: str, literal: Any) -> bool:
@@ -121,8 +129,9 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (2, str(value).casefold())
 
 
-def run_query(query: Query, objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Filter, sort and page `objects`; return the QueryResponse body (without "time")."""
+def prepare(query: Query) -> tuple[list[Condition], list[tuple[str, bool]]]:
+    """The WHERE conditions (canonical names, QBO's hidden Active = true added) and ORDERBY terms;
+    4001 for anything not queryable."""
     if query.entity not in FILTERABLE:
         raise query_invalid(f"Unsupported entity: {query.entity}")
     conditions = [Condition(_canonical_field(query.entity, c.field), c.op, c.values) for c in query.conditions]
@@ -132,16 +141,32 @@ def run_query(query: Query, objects: Iterable[dict[str, Any]]) -> dict[str, Any]
             raise query_invalid(f"operator {condition.op} is not supported for property '{condition.field}'")
     if query.entity in ACTIVE_BY_DEFAULT and not any(c.field == "Active" for c in conditions):
         conditions.append(Condition("Active", "=", (True,)))
-    found = [obj for obj in objects if all(_matches(obj, c) for c in conditions)]
+    return conditions, order
+
+
+def matches(obj: dict[str, Any], conditions: list[Condition]) -> bool:
+    """True when `obj` meets every prepared condition."""
+    return all(_matches(obj, c) for c in conditions)
+
+
+def page_bounds(query: Query) -> tuple[int, int]:
+    """(STARTPOSITION, rows per page) as QBO applies them."""
+    start = max(1, query.start_position or 1)
+    limit = query.max_results if query.max_results is not None else DEFAULT_MAX_RESULTS
+    # QBO caps a page at 1000 rows whatever MAXRESULTS says (python-quickbooks #216).
+    return start, max(1, min(limit, MAX_RESULTS_CAP))
+
+
+def run_query(query: Query, objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Filter, sort and page `objects`; return the QueryResponse body (without "time")."""
+    conditions, order = prepare(query)
+    found = [obj for obj in objects if matches(obj, conditions)]
     if query.count:
         return {"totalCount": len(found)}
     found.sort(key=lambda obj: _sort_key(obj.get("Id")))
     for name, descending in reversed(order):
         found.sort(key=lambda obj: _sort_key(field_value(obj, name)), reverse=descending)
-    start = max(1, query.start_position or 1)
-    limit = query.max_results if query.max_results is not None else DEFAULT_MAX_RESULTS
-    # QBO caps a page at 1000 rows whatever MAXRESULTS says (python-quickbooks #216).
-    limit = max(1, min(limit, MAX_RESULTS_CAP))
+    start, limit = page_bounds(query)
     page = found[start - 1:start - 1 + limit]
     if not page:
         return {}

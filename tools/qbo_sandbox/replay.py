@@ -1,4 +1,4 @@
-"""requestid replay: the first processed response for an id is served again, never re-executed."""
+"""requestid replay: a finished request's response is served again; a repeat of a running one executes again."""
 from __future__ import annotations
 
 import threading
@@ -15,45 +15,62 @@ class StoredResponse:
     fingerprint: tuple[str, str, bytes]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a request arriving with a requestid must do: replay `record`, or execute (again)."""
+
+    record: StoredResponse | None
+    # Another request with this id is still executing: QBO documents no waiting, so this one runs too.
+    concurrent: bool = False
+
+
 class ReplayCache:
     """Per-realm requestid memory (Intuit blog 2015/04/06: same id -> same response)."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._records: dict[str, StoredResponse] = {}
-        self._pending: set[str] = set()
+        self._running: dict[str, int] = {}
 
-    def claim(self, request_id: str) -> StoredResponse | None:
-        """The stored response to replay, or None: the caller now owns the id and must finish or abandon it.
+    def claim(self, request_id: str) -> Claim:
+        """Decide at arrival: replay a finished request's response, or execute.
 
-        A second request with the same id arriving while the first is still being processed
-        waits for it, so a retry after a client timeout can never execute the write twice.
+        Intuit promises replay only of a response already given ("sends the same response as it did
+        for the original request"), nothing for a repeat that arrives while the original is still
+        running, so such a repeat is executed again. Unless the Claim carries a record, the caller
+        must finish() or abandon() the id.
         """
-        with self._cond:
-            while request_id in self._pending:
-                self._cond.wait()
+        with self._lock:
             record = self._records.get(request_id)
-            if record is None:
-                self._pending.add(request_id)
-            return record
+            if record is not None:
+                return Claim(record)
+            running = self._running.get(request_id, 0)
+            self._running[request_id] = running + 1
+            return Claim(None, concurrent=running > 0)
+
+    def _release(self, request_id: str) -> None:
+        left = self._running.get(request_id, 0) - 1
+        if left > 0:
+            self._running[request_id] = left
+        else:
+            self._running.pop(request_id, None)
 
     def finish(self, request_id: str, record: StoredResponse) -> None:
-        """Store the response of the owning request and wake any waiters."""
-        with self._cond:
-            self._records[request_id] = record
-            self._pending.discard(request_id)
-            self._cond.notify_all()
+        """Store the response of an execution; when several ran at once, the first to finish is kept."""
+        with self._lock:
+            self._records.setdefault(request_id, record)
+            self._release(request_id)
 
     def abandon(self, request_id: str) -> None:
-        """The owner was not processed (or crashed): release the id unstored."""
-        with self._cond:
-            self._pending.discard(request_id)
-            self._cond.notify_all()
+        """The execution gave no response worth remembering (injected 5xx, request cap, crash)."""
+        with self._lock:
+            self._release(request_id)
 
     def reset(self) -> None:
-        """Forget every stored id (pending owners still finish normally)."""
-        with self._cond:
+        """Forget every stored id (running executions still finish, and store, normally)."""
+        with self._lock:
             self._records.clear()
 
     def __len__(self) -> int:
-        return len(self._records)
+        with self._lock:
+            return len(self._records)

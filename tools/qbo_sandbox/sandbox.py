@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from datetime import datetime
 from typing import Any
 
 from .accounting import AccountingAPI
+from . import accountant
 from .admin import AdminRoutes
+from .clock import SandboxClock
+from .closing import closing_date
 from .config import SandboxConfig
 from .errors import QBOFault
 from .faults import FaultPlan, Faults
@@ -35,11 +39,15 @@ class Sandbox:
         self._plan = FaultPlan(cfg.faults, base_seed=cfg.seed)
         self._limiter = RealmLimiter(Limits(cfg.requests_per_minute, cfg.batch_requests_per_minute,
                                             cfg.max_concurrency, cfg.window_seconds, cfg.latency_ms,
-                                            cfg.latency_per_batch_op_ms))
+                                            cfg.latency_per_batch_op_ms,
+                                            requests_per_second=cfg.requests_per_second,
+                                            request_cap_seconds=cfg.request_cap_seconds))
         self._tokens = TokenAuthority(cfg.realm_id, TokenTTLs(cfg.access_token_ttl, cfg.refresh_token_ttl,
                                                               cfg.refresh_token_hard_ttl))
-        self._store = Store(SalesFormPrefs(cfg.custom_txn_numbers, cfg.duplicate_docnumber_check),
-                            cfg.company_name, cfg.realm_id)
+        self._clock = SandboxClock()
+        self._store = Store(SalesFormPrefs(cfg.custom_txn_numbers, cfg.duplicate_docnumber_check,
+                                           closing_date(cfg.closed_through)),
+                            cfg.company_name, cfg.realm_id, clock=self._clock)
         self._replay = ReplayCache()
         self._accounting = AccountingAPI(realm_id=cfg.realm_id, store=self._store, tokens=self._tokens,
                                          limiter=self._limiter, plan=self._plan, stats=self._stats,
@@ -142,11 +150,13 @@ class Sandbox:
 
     def set_limits(self, **limits: Any) -> dict[str, Any]:
         """Change any of requests_per_minute, batch_requests_per_minute, max_concurrency,
-        window_seconds, latency_ms, latency_per_batch_op_ms; returns the limits now in force."""
+        requests_per_second, window_seconds, latency_ms, latency_per_batch_op_ms, request_cap_seconds;
+        returns the limits now in force."""
         return dataclasses.asdict(self._limiter.set_limits(**limits))
 
     def set_company(self, **prefs: Any) -> dict[str, Any]:
-        """Change custom_txn_numbers and/or duplicate_docnumber_check at runtime."""
+        """Change custom_txn_numbers, duplicate_docnumber_check and/or closed_through (the books' closing
+        date, YYYY-MM-DD; None reopens them) at runtime."""
         return dataclasses.asdict(self._store.set_prefs(**prefs))
 
     def create(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -184,3 +194,44 @@ class Sandbox:
         self._replay.reset()
         self._limiter.reset_windows()
         self.reset_stats()
+
+    # -- time and the accountant (what a human does in QBO; each goes through the store's write paths) ----
+    def now(self) -> datetime:
+        """The sandbox clock: MetaData times and the CDC look-back window are read from it."""
+        return self._clock.now()
+
+    def advance_clock(self, seconds: float) -> datetime:
+        """Move the sandbox clock forward by `seconds` (no sleeping); returns the new time."""
+        return self._clock.advance(seconds)
+
+    def set_clock(self, moment: datetime) -> datetime:
+        """Make the timezone-aware `moment` the sandbox's now; the clock runs on from there."""
+        return self._clock.set(moment)
+
+    def accountant_edit_invoice(self, invoice_id: Any, *, amount: Any = None, customer_id: Any = None,
+                                txn_date: str | None = None, private_note: str | None = None,
+                                description: str | None = None) -> dict[str, Any]:
+        """Edit an invoice as in the QBO UI: first sales line's amount/description, customer, TxnDate, PrivateNote."""
+        return accountant.edit_invoice(self._store, invoice_id, amount=amount, customer_id=customer_id,
+                                       txn_date=txn_date, private_note=private_note, description=description)
+
+    def accountant_void_invoice(self, invoice_id: Any) -> dict[str, Any]:
+        """Void an invoice (QBOFault 6000 while a payment is applied)."""
+        return accountant.void_invoice(self._store, invoice_id)
+
+    def accountant_delete_invoice(self, invoice_id: Any) -> dict[str, Any]:
+        """Delete an invoice (reads answer 610 afterwards; CDC reports it as Deleted)."""
+        return accountant.delete_invoice(self._store, invoice_id)
+
+    def accountant_pay_invoice(self, invoice_id: Any, amount: Any) -> dict[str, Any]:
+        """Receive a payment of `amount` applied to the invoice; returns the Payment."""
+        return accountant.pay_invoice(self._store, invoice_id, amount)
+
+    def accountant_duplicate_invoice(self, doc_number: str, customer_id: Any, amount: Any,
+                                     item_id: Any = None) -> dict[str, Any]:
+        """Type in another invoice carrying `doc_number`, duplicate check or not; returns it."""
+        return accountant.duplicate_invoice(self._store, doc_number, customer_id, amount, item_id)
+
+    def deactivate(self, entity: str, object_id: Any) -> dict[str, Any]:
+        """Make a customer, vendor, employee, item or account inactive; returns its new version."""
+        return accountant.deactivate(self._store, entity, object_id)

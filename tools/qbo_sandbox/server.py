@@ -5,6 +5,7 @@ import logging
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -105,6 +106,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _serve(self, method: str) -> None:
+        arrived = time.monotonic()
         try:
             body = self._read_body()
         except (OSError, ValueError):
@@ -112,9 +114,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        request = Request(method, unquote(parts.path), query, self.headers, body, self.client_address[0])
+        request = Request(method, unquote(parts.path), query, self.headers, body, self.client_address[0], arrived)
         try:
-            # Processing runs to the end even if the client has already gone away.
+            # Processing runs to its end (or QBO's request cap) even if the client has already gone away:
+            # nothing here watches the socket, as QBO does not promise to stop work it has started.
             response = self.server.dispatch(request)
         except Exception:  # noqa: BLE001 - a bug in a route must not kill the connection thread
             log.exception("sandbox: route failed for %s %s", method, self.path)
@@ -130,15 +133,21 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         self._write(response)
 
     def _write(self, response: Response) -> None:
+        body = response.body
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
+            # A truncated answer promises the whole body (at least one byte) and sends half of it.
+            self.send_header("Content-Length", str(max(len(body), 1) if response.truncated else len(body)))
             self.send_header("intuit_tid", f"sandbox-{threading.get_ident():x}-{id(response):x}")
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(response.body)
+            self.wfile.write(body[:len(body) // 2] if response.truncated else body)
+            if response.truncated:
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
         except (ConnectionError, OSError):
             self.close_connection = True
 

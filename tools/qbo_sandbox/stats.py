@@ -6,11 +6,12 @@ import threading
 from typing import Any
 
 COUNTERS = ("requests", "reads", "writes", "batch_requests", "batch_items", "throttled", "throttled_real",
-            "query_errors", "replays", "requestid_body_mismatch", "token_refreshes", "auth_failures")
+            "query_errors", "replays", "requestid_body_mismatch", "requestid_reexecuted", "request_cap_aborts",
+            "token_refreshes", "auth_failures")
 
 
 class SandboxStats:
-    """Thread-safe counters, plus faults injected by kind and responses by HTTP status."""
+    """Thread-safe counters, plus faults injected by kind, real throttles by limit and responses by HTTP status."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -21,6 +22,7 @@ class SandboxStats:
         with self._lock:
             self._counters = {name: 0 for name in COUNTERS}
             self._faults: dict[str, int] = {}
+            self._throttles: dict[str, int] = {}
             self._by_status: dict[int, int] = {}
 
     def incr(self, name: str, amount: int = 1) -> None:
@@ -33,6 +35,12 @@ class SandboxStats:
         with self._lock:
             self._faults[kind] = self._faults.get(kind, 0) + 1
 
+    def throttle(self, limit: str) -> None:
+        """Count one real 429, by the limit it broke (limits.CONCURRENCY, SECOND_WINDOW...)."""
+        with self._lock:
+            self._counters["throttled_real"] += 1
+            self._throttles[limit] = self._throttles.get(limit, 0) + 1
+
     def status(self, code: int) -> None:
         """Count one /v3 response sent with HTTP status `code`."""
         with self._lock:
@@ -43,6 +51,7 @@ class SandboxStats:
         with self._lock:
             result: dict[str, Any] = dict(self._counters)
             result["faults_injected"] = copy.deepcopy(self._faults)
+            result["throttled_by_limit"] = dict(self._throttles)
             result["by_status"] = dict(self._by_status)
         result.update(extra)
         return result

@@ -7,16 +7,25 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Iterable
 
+from .accounts import DEFAULT_INCOME_ACCOUNT, build_account, with_income_account
+from .closing import closing_date
+from .clock import SandboxClock
 from .errors import invalid_property, object_not_found, required_param, stale_object, \
     unsupported_operation
 from .fields import SERVER_FIELDS
 from .jsonio import meta_time
+from .links import Change, settle
 from .names import PARTIES, build_item, build_party
+from .payments import build_payment
+from .indexes import Table
 from .query import parse_query
-from .query_eval import run_query
+from .query_plan import run_planned
 from .transactions import SALES_FORMS, SalesFormPrefs, build_sales_form
+from .voids import voided_fields
 
-ENTITIES = PARTIES + ("Item",) + SALES_FORMS
+ENTITIES = PARTIES + ("Item",) + SALES_FORMS + ("Account", "Payment")
+# QBO deletes transactions; names, items and accounts can only be made inactive (issue #289).
+DELETABLE = SALES_FORMS + ("Payment",)
 FIRST_AUTO_DOC_NUMBER = 1001
 
 
@@ -28,20 +37,27 @@ def canonical_entity(name: str) -> str | None:
 class Store:
     """Every stored object; all reads and writes happen under one lock, never held while sleeping."""
 
-    def __init__(self, prefs: SalesFormPrefs, company_name: str, realm_id: str) -> None:
+    def __init__(self, prefs: SalesFormPrefs, company_name: str, realm_id: str,
+                 clock: SandboxClock | None = None) -> None:
         self._lock = threading.RLock()
         self._prefs = prefs
         self._company_name = company_name
         self._realm_id = realm_id
-        self._created = meta_time()
+        self._clock = clock or SandboxClock()
+        self._created = meta_time(self._clock.now())
         self.reset()
 
     def reset(self) -> None:
         """Drop every object and restart Ids and auto-numbers."""
         with self._lock:
-            self._objects: dict[str, dict[str, dict[str, Any]]] = {e: {} for e in ENTITIES}
+            # Tables keep indexes by Id, DocNumber, DisplayName and Name (indexes.py) on every write.
+            self._objects: dict[str, Table] = {e: Table() for e in ENTITIES}
             self._next_id = {e: 1 for e in ENTITIES}
             self._next_doc = {e: FIRST_AUTO_DOC_NUMBER for e in SALES_FORMS}
+            # Deleted objects, kept for change data capture ({"Id", "status": "Deleted", "MetaData"}).
+            self._tombstones: dict[str, dict[str, dict[str, Any]]] = {e: {} for e in ENTITIES}
+            # Every new QBO company comes with an income account that Service items can use.
+            self.create("Account", DEFAULT_INCOME_ACCOUNT, seeding=True)
 
     @property
     def prefs(self) -> SalesFormPrefs:
@@ -49,7 +65,9 @@ class Store:
         return self._prefs
 
     def set_prefs(self, **changes: Any) -> SalesFormPrefs:
-        """Flip CustomTxnNumbers / duplicate-DocNumber checking at runtime."""
+        """Flip CustomTxnNumbers / duplicate-DocNumber checking, or set the closing date, at runtime."""
+        if "closed_through" in changes:
+            changes["closed_through"] = closing_date(changes["closed_through"])
         with self._lock:
             self._prefs = replace(self._prefs, **changes)
             return self._prefs
@@ -63,9 +81,31 @@ class Store:
         """Every stored object of one type (not copies)."""
         return self._objects[entity].values()
 
+    def named(self, entity: str, field: str, name: Any) -> list[dict[str, Any]]:
+        """Stored objects (not copies) whose `field`, trimmed and case-folded, equals `name`'s, in Id order.
+
+        An index lookup: field is one of indexes.INDEXED_FIELDS (Id, DocNumber, DisplayName, Name).
+        """
+        return self._objects[entity].named(field, name)
+
+    def tombstones(self, entity: str) -> Iterable[dict[str, Any]]:
+        """What is left of every deleted object of one type (not copies)."""
+        return self._tombstones[entity].values()
+
+    @property
+    def clock(self) -> SandboxClock:
+        """The clock behind every MetaData time."""
+        return self._clock
+
+    def atomic(self) -> threading.RLock:
+        """The store lock, for a read-then-write that no other write may come between."""
+        return self._lock
+
+    def _doc_number_used(self, number: str) -> bool:
+        return any(o.get("DocNumber") == number for form in SALES_FORMS for o in self.named(form, "DocNumber", number))
+
     def _next_doc_number(self, entity: str) -> str:
-        used = {o.get("DocNumber") for form in SALES_FORMS for o in self._objects[form].values()}
-        while str(self._next_doc[entity]) in used:
+        while self._doc_number_used(str(self._next_doc[entity])):
             self._next_doc[entity] += 1
         number = str(self._next_doc[entity])
         self._next_doc[entity] += 1
@@ -77,7 +117,11 @@ class Store:
         if entity in PARTIES:
             return build_party(entity, body, self_id, self)
         if entity == "Item":
-            return build_item(body, self_id, self)
+            return with_income_account(build_item(body, self_id, self), self, seeding=seeding)
+        if entity == "Account":
+            return build_account(body, self_id, self)
+        if entity == "Payment":
+            return build_payment(body, existing, self)
         return build_sales_form(entity, body, existing, self, self._prefs, lambda: self._next_doc_number(entity),
                                 keep_doc_number=seeding, allow_duplicate=allow_duplicate)
 
@@ -94,10 +138,11 @@ class Store:
             fields = self._build(entity, body, None, seeding=seeding, allow_duplicate=allow_duplicate)
             object_id = str(self._next_id[entity])
             self._next_id[entity] += 1
-            now = meta_time()
+            now = meta_time(self._clock.now())
             stored = {"domain": "QBO", "sparse": False, "Id": object_id, "SyncToken": "0",
                       "MetaData": {"CreateTime": now, "LastUpdatedTime": now}, **fields}
             self._objects[entity][object_id] = stored
+            settle(self, entity, None, stored)
             return copy.deepcopy(stored)
 
     def _current(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -137,21 +182,55 @@ class Store:
             fields = self._build(entity, source, existing, seeding=False, allow_duplicate=allow_duplicate)
             stored = {"domain": "QBO", "sparse": False, "Id": existing["Id"],
                       "SyncToken": str(int(existing["SyncToken"]) + 1),
-                      "MetaData": {"CreateTime": existing["MetaData"]["CreateTime"], "LastUpdatedTime": meta_time()},
+                      "MetaData": {"CreateTime": existing["MetaData"]["CreateTime"],
+                                   "LastUpdatedTime": meta_time(self._clock.now())},
                       **fields}
             self._objects[entity][existing["Id"]] = stored
+            settle(self, entity, existing, stored)
             return copy.deepcopy(stored)
 
     def delete(self, entity: str, body: Any) -> dict[str, Any]:
-        """Delete a sales form by Id + SyncToken; names can only be made inactive (issue #289)."""
+        """Delete a transaction by Id + SyncToken; names can only be made inactive (issue #289)."""
         body = self._check_body(entity, body)
-        if entity not in SALES_FORMS:
+        if entity not in DELETABLE:
             raise unsupported_operation(f"Operation Delete is not supported for {entity}. "
                                         f"Set Active to false instead.")
         with self._lock:
             existing = self._current(entity, body)
             del self._objects[entity][existing["Id"]]
+            self._tombstones[entity][existing["Id"]] = {
+                "domain": "QBO", "status": "Deleted", "Id": existing["Id"],
+                "MetaData": {"LastUpdatedTime": meta_time(self._clock.now())}}
+            settle(self, entity, existing, None)
             return {"domain": "QBO", "status": "Deleted", "Id": existing["Id"]}
+
+    def _commit(self, entity: str, existing: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+        """Store `fields` as the next version of `existing` (no validation: the caller's rules ran)."""
+        stored = {"domain": "QBO", "sparse": False, "Id": existing["Id"],
+                  "SyncToken": str(int(existing["SyncToken"]) + 1),
+                  "MetaData": {"CreateTime": existing["MetaData"]["CreateTime"],
+                               "LastUpdatedTime": meta_time(self._clock.now())},
+                  **fields}
+        self._objects[entity][existing["Id"]] = stored
+        return stored
+
+    def revise(self, entity: str, object_id: str, change: Change) -> dict[str, Any]:
+        """A side effect of another write (a payment lowering an invoice's Balance): a new version, no rules."""
+        with self._lock:
+            existing = self.find(entity, object_id)
+            if existing is None:
+                raise object_not_found(entity, object_id)
+            fields = change({k: copy.deepcopy(v) for k, v in existing.items() if k not in SERVER_FIELDS})
+            return self._commit(entity, existing, fields)
+
+    def void(self, entity: str, body: Any) -> dict[str, Any]:
+        """Void a transaction by Id + SyncToken: it stays, amounts zeroed (voids.py); return a copy."""
+        body = self._check_body(entity, body)
+        with self._lock:
+            existing = self._current(entity, body)
+            stored = self._commit(entity, existing, voided_fields(entity, existing))
+            settle(self, entity, existing, stored)
+            return copy.deepcopy(stored)
 
     def read(self, entity: str, object_id: str) -> dict[str, Any]:
         """A copy of one object; 610 when the Id is unknown."""
@@ -165,8 +244,7 @@ class Store:
         """Run one query; returns the QueryResponse body (faults 4000/4001 raise QBOFault)."""
         parsed = parse_query(text)
         with self._lock:
-            objects = self._objects.get(parsed.entity, {}).values()
-            return copy.deepcopy(run_query(parsed, objects))
+            return copy.deepcopy(run_planned(parsed, self._objects.get(parsed.entity, {})))
 
     def entities(self, entity: str) -> list[dict[str, Any]]:
         """Copies of every stored object of one type, active and inactive, in Id order."""
@@ -178,7 +256,9 @@ class Store:
         """The Preferences entity; SalesFormsPrefs.CustomTxnNumbers is what clients must check."""
         return {
             "AccountingInfoPrefs": {"TrackDepartments": False, "ClassTrackingPerTxn": False,
-                                    "CustomerTerminology": "Customers"},
+                                    "CustomerTerminology": "Customers",
+                                    **({"BookCloseDate": self._prefs.closed_through}
+                                       if self._prefs.closed_through else {})},
             "ProductAndServicesPrefs": {"ForSales": True, "ForPurchase": True, "QuantityWithPriceAndRate": True,
                                         "QuantityOnHand": True},
             "SalesFormsPrefs": {"CustomTxnNumbers": self._prefs.custom_txn_numbers, "AllowDeposit": True,

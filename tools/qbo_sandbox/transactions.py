@@ -20,10 +20,11 @@ _CENT = Decimal("0.01")
 
 @dataclass(frozen=True)
 class SalesFormPrefs:
-    """The company settings that decide how DocNumber is treated."""
+    """The company settings that decide how DocNumber is treated, and the books' closing date."""
 
     custom_txn_numbers: bool = True
     duplicate_docnumber_check: bool = True
+    closed_through: str | None = None  # YYYY-MM-DD: API writes dated on or before it get 6210 (closing.py)
 
 
 def _check_date(obj: dict[str, Any], name: str) -> None:
@@ -115,7 +116,7 @@ def _build_lines(lines: Any, store: Lookup) -> tuple[list[dict[str, Any]], Decim
 
 def _check_unique_doc_number(doc_number: str, entity: str, self_id: str | None, store: Lookup) -> None:
     for other_entity in SALES_FORMS:
-        for other in store.all_of(other_entity):
+        for other in store.named(other_entity, "DocNumber", doc_number):
             if (other_entity, other["Id"]) != (entity, self_id) and other.get("DocNumber") == doc_number:
                 raise duplicate_docnumber(doc_number, other_entity, other["Id"])
 

@@ -1,6 +1,7 @@
 """Request and Response as the routes see them, independent of http.server."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -23,6 +24,8 @@ class Request:
     headers: Message
     body: bytes
     client_host: str = "127.0.0.1"
+    # When the request line came in (time.monotonic()): QBO's 120 s cap counts from here.
+    arrived: float = field(default_factory=time.monotonic)
 
     def header(self, name: str, default: str = "") -> str:
         """A header value, case-insensitively."""
@@ -32,13 +35,15 @@ class Request:
 
 @dataclass
 class Response:
-    """One HTTP response; `drop_connection` closes the socket without sending a byte."""
+    """One HTTP response; `drop_connection` closes the socket without sending a byte; `truncated` sends the
+    headers (Content-Length of the whole body) and half the body, then closes the socket."""
 
     status: int
     body: bytes = b""
     content_type: str = JSON_TYPE
     headers: dict[str, str] = field(default_factory=dict)
     drop_connection: bool = False
+    truncated: bool = False
 
     @classmethod
     def json(cls, status: int, document: Any, headers: dict[str, str] | None = None) -> Response:

@@ -11,8 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, DateTime, Double, Index, Integer, MetaData, SmallInteger, String,
-    Table, Text, types,
+    BigInteger, Boolean, Column, DateTime, Double, Index, Integer, MetaData, Numeric, SmallInteger,
+    String, Table, Text, types,
 )
 from sqlalchemy.dialects import mysql
 
@@ -164,20 +164,50 @@ invoice_state = Table(
     Column("error_code", String(40)),
     Column("reason", Text),
     Column("fix", Text),
-    Column("request_id", String(64)),  # the outstanding write this invoice is in, until answered
+    Column("request_id", String(64)),  # the write this invoice waits on, until answered or settled
+    Column("owner_run", Integer),  # the run holding the claim (status 3): the fencing token
+    Column("claimed_from", SmallInteger),  # the status before the claim, where a release returns it
+    Column("send_alone", Boolean),  # its last request was refused as a whole: next time it goes on its own
     Column("updated_at", _precise_datetime()),
     Index("idx_qb_state_request", "request_id"),
+    Index("idx_qb_state_owner", "owner_run"),
 )
 
 writes = Table(
     "qb_sync_writes", qb_metadata,
     Column("request_id", String(64), primary_key=True),
-    Column("run_id", Integer),
+    Column("run_id", Integer),  # the run that owns it (a takeover moves it): the fencing token
     Column("entity", String(20), nullable=False),
+    Column("kind", String(10), nullable=False, default="batch"),  # batch | single
+    Column("operation", String(10), nullable=False, default="create"),  # create | update | void | mixed
     Column("body", _long_text(), nullable=False),
     Column("invoice_ids", Text, nullable=False),  # comma-separated MIS ids in the body
+    Column("items", _long_text()),  # JSON per invoice: operation, the values it sets, the MIS columns behind them
     Column("created_at", _precise_datetime(), nullable=False),
-    Column("answered_at", _precise_datetime()),
+    Column("sent_at", _precise_datetime()),  # when the last attempt went out; None: never sent
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("answered_at", _precise_datetime()),  # answered or settled: nothing of it is open
+)
+
+sent = Table(
+    "qb_invoice_sent", qb_metadata,
+    Column("invoice_id", Integer, primary_key=True, autoincrement=False),
+    Column("qbo_id", String(255), nullable=False),
+    Column("sync_token", String(10)),
+    Column("customer_id", String(255)),
+    Column("amount", Numeric(15, 2)),
+    Column("item_id", String(255)),
+    Column("txn_date", String(10)),
+    Column("description", Text),
+    Column("private_note", Text),
+    # The MIS columns as they were when sent: an edit is a row that differs from them.
+    Column("mis_reg_no", String(200)),
+    Column("mis_fee_category", Integer),
+    Column("mis_dept", MisMoney),
+    Column("mis_invoice_date", MisDateTime),
+    Column("mis_comment", String(900)),
+    Column("sent_at", _precise_datetime()),
+    Index("idx_qb_sent_qbo", "qbo_id"),
 )
 
 runs = Table(
@@ -189,9 +219,14 @@ runs = Table(
     Column("pushed_by", String(200), nullable=False),
     Column("host", String(255)),
     Column("pid", Integer),
+    Column("state", String(12)),  # running | finished | interrupted | failed
+    Column("heartbeat_at", _precise_datetime()),  # a live run renews it; a stale one is dead
+    Column("progress_done", Integer, nullable=False, default=0),
+    Column("progress_total", Integer),
     Column("synced", Integer, nullable=False, default=0),
     Column("failed", Integer, nullable=False, default=0),
     Column("adopted", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
     Column("remaining", Integer),
     Column("exit_code", Integer),
     Column("message", String(500)),
@@ -212,4 +247,42 @@ audit = Table(
     Column("created_at", _precise_datetime(), nullable=False),
     Index("idx_qb_audit_invoice", "invoice_id"),
     Index("idx_qb_audit_run", "run_id"),
+)
+
+qbo_invoices = Table(
+    "qb_qbo_invoices", qb_metadata,  # what QuickBooks holds for MIS-* invoices, as verify last read it
+    Column("qbo_id", String(255), primary_key=True),
+    Column("doc_number", String(40)),
+    Column("invoice_id", Integer),  # the MIS id its DocNumber names (MIS-{id}); None for other numbers
+    Column("customer_id", String(255)),
+    Column("amount", Numeric(15, 2)),  # its sales lines: what we send, before any tax
+    Column("total_amt", Numeric(15, 2)),
+    Column("balance", Numeric(15, 2)),
+    Column("lines", Integer),
+    Column("item_id", String(255)),
+    Column("txn_date", String(10)),
+    Column("description", Text),
+    Column("private_note", Text),
+    Column("sync_token", String(10)),
+    Column("voided", Boolean, nullable=False, default=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("last_updated", String(40)),
+    Column("seen_at", _precise_datetime()),
+    Index("idx_qb_qbo_doc", "doc_number"),
+    Index("idx_qb_qbo_invoice", "invoice_id"),
+)
+
+verifies = Table(
+    "qb_verify_runs", qb_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started", _precise_datetime(), nullable=False),
+    Column("finished", _precise_datetime()),
+    Column("mode", String(12)),  # full | incremental
+    Column("pushed_by", String(200)),
+    Column("checked", Integer),
+    Column("reads", Integer),
+    Column("qbo_time", String(40)),  # QuickBooks' own time of the read: where the next incremental starts
+    Column("repaired", Integer),
+    Column("exit_code", Integer),
+    Column("report", _long_text()),  # the JSON document of the verify
 )
