@@ -39,13 +39,21 @@ DryRunOption = typer.Option(False, "--dry-run", help="Validate and show the payl
 BatchSizeOption = typer.Option(50, "--batch-size", min=1, max=10_000, help="Invoices claimed per batch.")
 
 
+class _RunLog(logging.FileHandler):
+    """The run log. A line it cannot write (a full disk) is dropped instead of printed with a traceback: the
+    audit log's own check stops a push with one clear line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def _setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     if any(getattr(h, "_sync_invoices", False) for h in root.handlers):
         return
     try:
         settings.log_dir.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(settings.log_dir / "sync_invoices.log", encoding="utf-8")
+        handler: logging.Handler = _RunLog(settings.log_dir / "sync_invoices.log", encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"Cannot write to the log directory {settings.log_dir}: {exc.strerror}.",
                           fix="Set SYNC_INVOICES_LOG_DIR to a writable directory.") from None
@@ -129,9 +137,10 @@ def status(as_json: bool = JsonOption) -> None:
 
 
 @contextmanager
-def stop_on_signals(stop: StopRequest) -> Iterator[None]:
+def stop_on_signals(stop: StopRequest, *, terminal_fd: int | None = None) -> Iterator[None]:
     """SIGTERM / SIGINT stop the run gracefully; a second one ends the process at once (every request
-    is on record before it leaves, so that is safe too)."""
+    is on record before it leaves, so that is safe too). `terminal_fd`: where a progress bar hides the
+    cursor, which must come back even then."""
     received = []
 
     def handler(signum: int, _frame: Any) -> None:
@@ -139,6 +148,8 @@ def stop_on_signals(stop: StopRequest) -> Iterator[None]:
         if len(received) == 1:
             stop.request(signal.Signals(signum).name, 128 + signum)
         else:
+            if terminal_fd is not None:
+                os.write(terminal_fd, b"\x1b[?25h")  # show the cursor again
             os.write(2, b"\nstopped at once; the next run settles what was in flight\n")
             os._exit(128 + signum)
 
@@ -153,6 +164,13 @@ def stop_on_signals(stop: StopRequest) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _fileno(console: Console) -> int | None:
+    try:
+        return console.file.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def run_push(settings: Settings, mis: Mis, command: str, *, batch_size: int, max_batches: Optional[int],
              invoice_id: Optional[int], dry_run: bool, as_json: bool, console: Console | None = None) -> int:
     """A push command end to end; returns its exit code."""
@@ -163,9 +181,10 @@ def run_push(settings: Settings, mis: Mis, command: str, *, batch_size: int, max
         return 0
     console = console or Console(stderr=as_json, soft_wrap=True)
     stop = StopRequest()
+    bar = not as_json and console.is_terminal
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, disable=as_json or not console.is_terminal,
-                  transient=False) as progress, stop_on_signals(stop):
+                  TimeRemainingColumn(), console=console, disable=not bar,
+                  transient=False) as progress, stop_on_signals(stop, terminal_fd=_fileno(console) if bar else None):
         task = progress.add_task(f"sync_invoices {command}", total=None)
 
         def started(run_id: int) -> None:
@@ -287,12 +306,13 @@ def demo(workdir: Optional[Path] = typer.Option(None, "--workdir", help="Where t
         token = secrets.token_urlsafe(24)  # this demo's only: printed once, never logged
         SECRETS.register(token)
         console.print(f"Dashboard: [bold]http://127.0.0.1:{port}/[/]   API token for this demo: [bold]{token}[/]",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
         return run_server(replace(settings, api_token=Secret(token)), host="127.0.0.1", port=port,
-                          say=lambda text: console.print(text, highlight=False, markup=False))
+                          say=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True))
 
     with guarded():
-        code = run_demo(console, push, workdir=workdir, invoices=invoices, serve=serve_demo if serve_it else None)
+        code = run_demo(console, push, workdir=workdir, invoices=invoices, serve=serve_demo if serve_it else None,
+                        verify=lambda settings, mis, repair: service.verify(settings, mis, repair=repair))
     raise typer.Exit(code)
 
 

@@ -24,6 +24,7 @@ from .settings import Secret, Settings
 
 Push = Callable[[Settings, Mis, str], int]  # the front end's push: settings, MIS, command -> exit code
 Serve = Callable[[Settings], int]  # `serve` on the demo's settings, until stopped -> exit code
+Verify = Callable[[Settings, Mis, bool], dict]  # the front end's verify: settings, MIS, repair -> its report
 
 DEMO_LATENCY_MS = 40.0
 
@@ -34,9 +35,10 @@ def default_workdir() -> Path:
 
 
 def run_demo(console: Console, push: Push, *, workdir: Path | None = None, invoices: int = 300,
-             serve: Serve | None = None) -> int:
-    """Generate the MIS, start the sandbox, and run analyze, preview, all and status. Returns 0.
-    With `serve`, the push is left to the dashboard: the MIS and the sandbox stay up while it serves."""
+             serve: Serve | None = None, verify: Verify | None = None) -> int:
+    """Generate the MIS, start the sandbox, and run analyze, preview, all and status; with `verify`, then make
+    both books drift a little and run verify and verify --repair. Returns 0. With `serve`, the push is left
+    to the dashboard: the MIS and the sandbox stay up while it serves."""
     from qbo_sandbox import Sandbox, SandboxConfig
 
     workdir = (workdir or default_workdir()).expanduser()
@@ -80,6 +82,12 @@ def run_demo(console: Console, push: Push, *, workdir: Path | None = None, invoi
         push(settings, mis, "all")
         console.print(Rule("sync_invoices status"))
         render.status(console, reports.status(mis, settings))
+        if verify is not None:
+            drift_a_little(console, sandbox, mis, generated.good)
+            console.print(Rule("sync_invoices verify"))
+            render.verify(console, verify(settings, mis, False))
+            console.print(Rule("sync_invoices verify --repair"))
+            render.verify(console, verify(settings, mis, True))
         made = sandbox.entities("Invoice")
         console.print(Rule())
         console.print(f"QuickBooks sandbox now holds {len(made)} invoices and {len(sandbox.entities('Customer'))} "
@@ -90,3 +98,24 @@ def run_demo(console: Console, push: Push, *, workdir: Path | None = None, invoi
                       "dashboard address it prints (http://127.0.0.1:8700/) and enter the token it prints.")
         mis.close()
     return 0
+
+
+def drift_a_little(console: Console, sandbox: "object", mis: Mis, good: list[int]) -> None:
+    """After the push both books move, as they do at a school: in QuickBooks an accountant edits one invoice
+    and deletes another; in the MIS the bursar corrects a fee."""
+    from sqlalchemy import select, update
+
+    from .mis import tables as t
+    edited, deleted, corrected = good[:3]
+    with mis.read() as conn:
+        rows = {r.id: r for r in conn.execute(select(t.invoice.c.id, t.invoice.c.quickbooks_id, t.invoice.c.dept)
+                                              .where(t.invoice.c.id.in_([edited, deleted, corrected])))}
+    sandbox.accountant_edit_invoice(rows[edited].quickbooks_id, amount="100.00")  # type: ignore[attr-defined]
+    sandbox.accountant_delete_invoice(rows[deleted].quickbooks_id)  # type: ignore[attr-defined]
+    fee = round(float(rows[corrected].dept) + 5000.0, 2)
+    with mis.write() as conn:
+        conn.execute(update(t.invoice).where(t.invoice.c.id == corrected).values(dept=fee))
+    console.print(Rule("Both books move"))
+    console.print(f"In QuickBooks an accountant changes MIS-{edited} to 100.00 and deletes MIS-{deleted}; in the "
+                  f"MIS the bursar corrects the fee of MIS-{corrected} to {fee:,.2f}. verify finds each difference; "
+                  "verify --repair makes QuickBooks say what the MIS says.")

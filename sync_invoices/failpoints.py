@@ -1,8 +1,10 @@
-"""Named points in the write protocol where a test may kill the process (SIGKILL).
+"""Named points in the write protocol where a test may kill the process (SIGKILL) or stop it (SIGTERM,
+SIGINT).
 
-Inert unless SYNC_INVOICES_FAILPOINT is set, e.g. `write_recorded` (first time reached) or
-`write_recorded:3` (third time). The kill tests use it to die at every step of the protocol
-and prove that a resumed run neither duplicates nor loses an invoice.
+Inert unless SYNC_INVOICES_FAILPOINT is set, e.g. `write_recorded` (first time reached),
+`write_recorded:3` (third time), or `write_recorded:1:TERM` (first time, SIGTERM instead of SIGKILL;
+also `INT`). The kill tests use it to die at every step of the protocol and prove that a resumed run
+neither duplicates nor loses an invoice; the stop tests, that a graceful stop at any step is safe.
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ _lock = threading.Lock()
 
 
 def reached(point: str) -> None:
-    """Kill this process here if the environment asks for it."""
+    """Kill (or signal) this process here if the environment asks for it."""
     spec = os.environ.get(ENV)
     if not spec:
         return
-    name, _, nth = spec.partition(":")
+    name, _, rest = spec.partition(":")
     if name != point:
         return
+    nth, _, how = rest.partition(":")
     with _lock:
         _hits[point] = _hits.get(point, 0) + 1
         if _hits[point] == int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), getattr(signal, f"SIG{how.upper() or 'KILL'}"))

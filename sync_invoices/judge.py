@@ -126,10 +126,10 @@ class Decision:
     outcome: Outcome | None = None
 
 
-def update_body(target: Target, invoice: dict, diffs: list[Difference]) -> dict:
-    """A sparse update setting the fields that differ (a Line array replaces every line: QBO's rule)."""
-    body: dict[str, Any] = {"Id": str(invoice["Id"]), "SyncToken": str(invoice.get("SyncToken", "0")), "sparse": True}
-    fields = {d.field for d in diffs}
+def sparse_body(target: Target, fields: set[str], qbo_id: str, sync_token: str) -> dict:
+    """A sparse update setting `fields` of an invoice to `target` (a Line array replaces every line:
+    QuickBooks' rule)."""
+    body: dict[str, Any] = {"Id": qbo_id, "SyncToken": sync_token, "sparse": True}
     if "customer" in fields:
         body["CustomerRef"] = {"value": target.customer_id}
     if "txn_date" in fields:
@@ -139,6 +139,11 @@ def update_body(target: Target, invoice: dict, diffs: list[Difference]) -> dict:
     if fields & {"amount", "item", "description"}:
         body["Line"] = [line_payload(target.amount, target.item_id, target.description)]  # type: ignore[arg-type]
     return body
+
+
+def update_body(target: Target, invoice: dict, diffs: list[Difference]) -> dict:
+    """The sparse update that makes a QuickBooks invoice hold `target`."""
+    return sparse_body(target, {d.field for d in diffs}, str(invoice["Id"]), str(invoice.get("SyncToken", "0")))
 
 
 def decide(invoice_id: int, target: Target, linked_id: str | None, found: list[dict], mis_values: MisValues,
@@ -156,6 +161,13 @@ def decide(invoice_id: int, target: Target, linked_id: str | None, found: list[d
                 "purpose, cancel the fee in the MIS too."))
         return Decision("create")
     invoice = found[0]
+    if linked_id and str(invoice.get("Id")) == str(linked_id) and invoice.get("DocNumber") != doc:
+        return Decision("done", outcome=Outcome.quarantined(
+            invoice_id, "renumbered_in_qbo",
+            f"Invoice {invoice_id}: its QuickBooks invoice {linked_id} now carries DocNumber "
+            f"{invoice.get('DocNumber')!r} instead of {doc} (renumbered in QuickBooks).",
+            f"A human decides: the accountant gives it back the number {doc} (then `sync_invoices single "
+            f"{invoice_id}`), or says why it was renumbered. Nothing is created meanwhile."))
     if is_voided(invoice):
         return Decision("done", outcome=Outcome.quarantined(
             invoice_id, "voided_in_qbo",
@@ -271,7 +283,7 @@ def judge_refusal(invoice_id: int, error: QboError, request_id: str, *, batch: b
         return Outcome.retry_later(invoice_id, error.code,
                                    f"QuickBooks could not take invoice {invoice_id} now: {error.describe()}",
                                    request_id=request_id)
-    return Outcome.unanswered(invoice_id, request_id, "pending")
+    # Refused as a whole: one item may be the cause, so each goes alone next time.
     return Outcome.retry_later(invoice_id, error.code or "rejected",
                                f"QuickBooks refused the whole {'batch' if batch else 'request'}: {error.describe()}",
                                error.fix or "Nothing to do if this was passing trouble: it is retried on its own.",

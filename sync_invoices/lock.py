@@ -65,7 +65,9 @@ class CompanyLock:
                 self._file = None
                 raise _held(self.mis, self.realm_id) from None
             return
-        if not self._take():
+        with self.mis.reachable("taking the company lock"):
+            taken = self._take()
+        if not taken:
             raise _held(self.mis, self.realm_id)
 
     def _take(self) -> bool:
@@ -147,5 +149,5 @@ def lock_is_held(mis: Mis, realm_id: str, lock_dir: Path) -> bool:
             return True
         probe.release()
         return False
-    with mis.engine.connect() as conn:
+    with mis.read() as conn:
         return conn.execute(text("SELECT IS_FREE_LOCK(:name)"), {"name": lock_name(realm_id)}).scalar() == 0

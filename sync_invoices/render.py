@@ -187,12 +187,15 @@ def verify(console: Console, data: dict[str, Any]) -> None:
                           d["mis"] or "", d["qbo"] or "", d["action"])
         console.print(table)
         for d in data["drift"][:200]:
-            if d["action"] == "none":
-                console.print(f"[yellow]{d['doc_number'] or d['qbo_id']}[/] {d['reason']} [dim]Fix: {d['fix']}[/]",
-                              highlight=False)
+            if d["action"] == "none":  # the reason names the invoice
+                console.print(f"[yellow]{d['kind']}[/] {d['reason']} [dim]Fix: {d['fix']}[/]", highlight=False)
     for item in data.get("items", []):
         console.print(f"[red]Item {item['item_id']}[/] {item['problem']}. [dim]{item.get('fix', '')}[/]", highlight=False)
-    if data["totals"]:
+    if data["totals"] and all(row["difference"] in ("0.00", "0") for row in data["totals"]):
+        months = data["totals"]
+        console.print(f"Totals per month (invoice date) agree: {len(months)} month(s), {months[0]['month']} to "
+                      f"{months[-1]['month']}.")
+    elif data["totals"]:
         totals = Table(title="Totals per month (invoice date)")
         for column in ("month", "MIS (synced)", "QuickBooks", "difference"):
             totals.add_column(column, justify="right" if column != "month" else "left")

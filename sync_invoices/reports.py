@@ -7,10 +7,12 @@ nothing anywhere, not even the tool's own tables: without them, every awaiting r
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from .lock import lock_is_held
-from .mapping import invoice_payload, line_payload, plan_invoice, target_of
+from .judge import sparse_body
+from .mapping import invoice_payload, plan_invoice, target_of
 from .mis import Mis
 from .mis.bookkeeping import load_sent, open_writes
 from .mis.claims import count_eligible, count_remaining, eligible_ids, owned
@@ -63,16 +65,8 @@ def _edit_json(row: InvoiceRow, plan: InvoicePlan, sent: Sent | None) -> dict[st
         pairs["customer"] = (sent.customer_id, sent.customer_id)  # same person, id known at push
     changes = [{"field": name, "qbo": None if old is None else str(old), "mis": None if new is None else str(new)}
                for name, (old, new) in pairs.items() if str(old or "") != str(new or "")]
-    payload: dict[str, Any] = {"Id": sent.qbo_id, "SyncToken": "(read at push)", "sparse": True}
-    names = {c["field"] for c in changes}
-    if "customer" in names:
-        payload["CustomerRef"] = {"value": customer or f"(resolved at push: {plan.display_name})"}
-    if "txn_date" in names:
-        payload["TxnDate"] = target.txn_date
-    if "private_note" in names:
-        payload["PrivateNote"] = target.private_note or ""
-    if names & {"amount", "item", "description"}:
-        payload["Line"] = [line_payload(target.amount, target.item_id, target.description)]  # type: ignore[arg-type]
+    shown = replace(target, customer_id=customer or f"(resolved at push: {plan.display_name})")
+    payload = sparse_body(shown, {c["field"] for c in changes}, sent.qbo_id, "(read at push)")
     entry["changes"] = changes
     entry["payload"] = payload
     entry["qbo_id"] = sent.qbo_id

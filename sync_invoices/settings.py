@@ -7,6 +7,8 @@ Environment variables override the file; the file is `config/sync_invoices.toml`
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import math
 import os
 import socket
@@ -22,6 +24,8 @@ from sqlalchemy.exc import ArgumentError
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config") / "sync_invoices.toml"
+RETIRED = {"sync_claim_lease_seconds": "an unanswered write now waits qbo_request_cap_seconds + "
+                                       "sync_settle_margin_seconds since it was last sent"}
 ENVIRONMENTS = ("sandbox", "production")
 
 
@@ -130,6 +134,16 @@ def _setting(env: str, parse: Callable[[str, str], Any] = _text, default: Any = 
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
 
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback addresses (where plain http and an open API are safe)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def default_token_file() -> Path:
     """Per-user data directory, e.g. ~/.local/share/sync_invoices/tokens.json."""
     return platformdirs.user_data_path("sync_invoices") / "tokens.json"
@@ -230,6 +244,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"Cannot read {path}: {exc.strerror}.", fix="Check the file's permissions.") from None
     known = {f.metadata["env"].lower() for f in fields(Settings)}
+    for name in sorted(set(data) & set(RETIRED)):
+        # A file written for an older version keeps working: the retired setting is ignored, and said so.
+        logging.getLogger("sync_invoices.settings").warning("%s: %s is no longer used (%s)", path, name, RETIRED[name])
+        data.pop(name)
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown setting {', '.join(unknown)}.",

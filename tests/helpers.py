@@ -1,5 +1,5 @@
 """What the tests share (no test module imports another): MariaDB databases, the sandbox's settings and
-environment, running the real CLI, and the exactly-once assertion."""
+environment, running the real CLI, the exactly-once assertion, and an in-process QuickBooks."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ import sys
 import uuid
 from contextlib import contextmanager
 from decimal import Decimal
+from email.message import Message
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pymysql
-from sqlalchemy import select
+import requests
+from requests.structures import CaseInsensitiveDict
+from sqlalchemy import select, update
 
 from sync_invoices.lock import CompanyLock
 from sync_invoices.mapping import plan_invoice
@@ -143,6 +147,19 @@ def qbo_invoices_by_doc(sandbox) -> dict[str, list[dict]]:
     return found
 
 
+def one_qbo_invoice(sandbox, invoice_id: int) -> dict:
+    """The one live QuickBooks invoice numbered MIS-{invoice_id}."""
+    found = qbo_invoices_by_doc(sandbox).get(f"MIS-{invoice_id}", [])
+    assert len(found) == 1, f"MIS-{invoice_id} is in QuickBooks {len(found)} times"
+    return found[0]
+
+
+def edit_invoice(mis: Mis, invoice_id: int, **values: object) -> None:
+    """An edit to one tbl_imvoice row, as the MIS web application makes it."""
+    with mis.write() as conn:
+        conn.execute(update(t.invoice).where(t.invoice.c.id == invoice_id).values(**values))
+
+
 def assert_exactly_once(mis: Mis, sandbox, ids: list[int]) -> None:
     """Every id is synced with exactly one QuickBooks invoice of the right customer, amount and date."""
     by_doc = qbo_invoices_by_doc(sandbox)
@@ -191,3 +208,103 @@ def wait_for_run(get, run_id: int, *, timeout: float = 60.0, token: str = API_TO
         if run["state"] != "running" or time.monotonic() > deadline:
             return run
         time.sleep(0.1)
+
+
+class FixedToken:
+    """An authorizer that hands out one access token (the in-process QuickBooks accepts it)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.refusals = 0
+
+    def access_token(self) -> str:
+        return self.token
+
+    def latest_access_token(self) -> str:
+        return self.token
+
+    def refused(self, token: str) -> None:
+        self.refusals += 1
+
+
+class InProcessQuickBooks:
+    """A QuickBooks company in this process: the sandbox's own company and routes, reached through the
+    client's transport seam instead of a socket. Same answers as over HTTP, no latency: the push's own
+    tests run in milliseconds with the real client code (python-quickbooks included)."""
+
+    def __init__(self, **config: object) -> None:
+        from qbo_sandbox import Sandbox, SandboxConfig
+        # The company's limits are the client's to respect (their tests run over HTTP); here, none.
+        unlimited = {"requests_per_minute": 10**9, "batch_requests_per_minute": 10**9, "max_concurrency": 10**3,
+                     "requests_per_second": 10**9}
+        self.sandbox = Sandbox(SandboxConfig(realm_id=random_realm(), **{**unlimited, **config}))  # type: ignore[arg-type]
+        self.tokens = self.sandbox.issue_tokens()
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+        # Decide, per request, to lose the answer after QuickBooks executed it ("after"), or to break the
+        # connection before it arrives ("before"); None: answer normally.
+        self.lose: Callable[[str, str, dict, bytes], str | None] = lambda method, path, query, body: None
+
+    def transport(self, method: str, url: str, headers: dict, params: Any, body: Any,
+                  timeout: tuple[float, float]) -> requests.Response:
+        """Serve one request by calling the sandbox's dispatcher directly."""
+        from qbo_sandbox.wire import Request
+        parts = urlsplit(url)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        query.update({k: str(v) for k, v in (params or {}).items()})
+        message = Message()
+        for name, value in headers.items():
+            message[name] = value
+        data = body.encode("utf-8") if isinstance(body, str) else (body or b"")
+        self.requests.append((method, parts.path, query, data))
+        lost = self.lose(method, parts.path, query, data)
+        if lost == "before":
+            raise requests.ConnectionError("the connection broke before the request arrived")
+        answer = self.sandbox.dispatch(Request(method, unquote(parts.path), query, message, data))
+        if answer.drop_connection or lost == "after":
+            raise requests.ConnectionError("the connection broke before the answer came")
+        response = requests.Response()
+        response.status_code = answer.status
+        response._content = answer.body
+        response.headers = CaseInsensitiveDict({"Content-Type": answer.content_type, **answer.headers})
+        response.encoding = "utf-8"
+        response.url = url
+        return response
+
+    def settings(self, mis_url: str, tmp_path: Path, **overrides: object) -> Settings:
+        """Settings for this company (its API base is never connected to)."""
+        values: dict = dict(mis_database_url=Secret(mis_url), qbo_client_id="in-process",
+                            qbo_client_secret=Secret("x" * 8), qbo_realm_id=self.sandbox.config.realm_id,
+                            qbo_api_base="http://127.0.0.1:9/v3",
+                            token_file=tmp_path / "state" / "tokens.json", log_dir=tmp_path / "logs",
+                            pushed_by="tests@sync_invoices", throttle_wait_seconds=0.01, backoff_seconds=0.01,
+                            retry_delay_seconds=60.0, request_cap_seconds=0.2, settle_margin_seconds=0.1,
+                            run_lease_seconds=1.0, stop_grace_seconds=1.0, requests_per_minute=10**6,
+                            batch_requests_per_minute=10**5, requests_per_second=10**6)
+        values.update(overrides)
+        return Settings(**values)
+
+    def client(self, settings: Settings) -> Any:
+        """The real QuickBooks client of the push, on this in-process company."""
+        from sync_invoices.qbo import Qbo
+        from sync_invoices.qbo.limiter import Pacer
+        pacer = Pacer(settings.requests_per_minute, settings.batch_requests_per_minute, settings.max_concurrency,
+                      requests_per_second=settings.requests_per_second, window_seconds=settings.rate_window_seconds)
+        return Qbo(settings, FixedToken(self.tokens["access_token"]), pacer, transport=self.transport,  # type: ignore[arg-type]
+                   sleep=lambda seconds: None)
+
+
+# -- keeping the books equal: short time rules, so that settling and taking over never wait long ----------
+
+# QuickBooks' 120 s cap on a request, the margin after it and a dead run's lease, shortened on both sides
+# (the sandbox's request_cap_seconds must match SHORT_CAP) for tests that settle unanswered writes.
+SHORT_CAP = 1.0
+SHORT_RULES = dict(request_cap_seconds=SHORT_CAP, settle_margin_seconds=0.5, run_lease_seconds=1.0,
+                   stop_grace_seconds=2.0)
+SHORT_RULES_ENV = {"QBO_REQUEST_CAP_SECONDS": str(SHORT_CAP), "SYNC_SETTLE_MARGIN_SECONDS": "0.5",
+                   "SYNC_RUN_LEASE_SECONDS": "1", "SYNC_STOP_GRACE_SECONDS": "2", "SYNC_RETRY_DELAY_SECONDS": "0"}
+
+
+def mis_rows(mis: Mis, ids: list[int]) -> dict[int, Any]:
+    """tbl_imvoice rows by id."""
+    with mis.read() as conn:
+        return {r.id: r for r in conn.execute(select(t.invoice).where(t.invoice.c.id.in_(ids)))}

@@ -100,6 +100,10 @@ def test_the_scheme_is_case_insensitive_and_the_answer_never_echoes_the_token(qu
     response = quick.client.get("/api/v1/sync/analyze", headers={"Authorization": f"bearer {API_TOKEN}"})
     assert_envelope(response, 200, True)
     assert API_TOKEN not in response.text
+    refused = quick.client.post("/api/v1/sync/batch", json={"batch_size": "x"})
+    assert refused.status_code == 401, "the token is checked before the body: nothing is told to a stranger"
+    assert "openapi" in quick.client.get("/openapi.json").json() and \
+        quick.client.get("/openapi.json").json()["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
 def test_health_needs_no_token_and_makes_no_quickbooks_call(quick: School) -> None:

@@ -126,7 +126,8 @@ def _api_down(sandbox, env: dict) -> dict:
 
 
 def _oauth_down(sandbox, env: dict) -> dict:
-    return {"QBO_DISCOVERY_URL": f"http://127.0.0.1:{closed_port()}/.well-known/openid_sandbox_configuration"}
+    return {"QBO_DISCOVERY_URL": f"http://127.0.0.1:{closed_port()}/.well-known/openid_sandbox_configuration",
+            "QBO_BACKOFF_SECONDS": "0.05"}  # the discovery document is tried QBO_REQUEST_ATTEMPTS times
 
 
 def _txn_numbers_off(sandbox, env: dict) -> dict:

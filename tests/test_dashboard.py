@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from sync_invoices.api.app import create_app
 from sync_invoices.demo_data import populate
@@ -24,6 +24,7 @@ from tests.helpers import API_TOKEN, CHROMIUM, IN_CI, assert_exactly_once, free_
 
 ARTIFACTS = Path(os.environ.get("SYNC_TEST_ARTIFACTS") or Path(__file__).resolve().parent.parent / "test-artifacts")
 # As root in a container: no sandbox; and nothing that would reach out to Google's services.
+HOSTILE = "<img src=x onerror=window.pwned=1>"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
@@ -56,6 +57,9 @@ def served(make_sandbox, tmp_path: Path):
     mis.create_mis()
     mis.ensure_tables()
     generated = populate(mis, invoices=90, students=45, applicants=5, item_ids=items)
+    unknown = next(i for i, kind in generated.bad.items() if kind == "customer_not_found")
+    with mis.write() as conn:  # MIS data reaches the page as text, never as HTML
+        conn.execute(update(t.invoice).where(t.invoice.c.id == unknown).values(reg_no=HOSTILE))
     settings = sandbox_settings(sandbox, url, tmp_path, api_token=Secret(API_TOKEN))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
@@ -134,8 +138,12 @@ def test_a_finance_officer_pushes_a_batch_and_reads_the_failures(browser, served
     expect(failure).to_contain_text(f"Invoice {zero}")
     expect(failure).to_contain_text(rows[zero].reason)
     expect(failure).to_contain_text("How to fix: " + rows[zero].fix)
+    unknown = next(i for i, kind in generated.bad.items() if kind == "customer_not_found")
+    expect(page.locator(f"#failures li[data-invoice='{unknown}']")).to_contain_text(HOSTILE)
+    assert page.locator("#failures img").count() == 0 and page.evaluate("() => window.pwned") is None
     expect(page.locator("#runs tbody tr").first).to_contain_text("finished")
     expect(page.locator("#auth")).to_contain_text("authorization expires on")
+    page.wait_for_timeout(1500)  # let the bars and the highlight of changed counts settle for the picture
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     page.click("button[data-action=preview]")
@@ -153,9 +161,32 @@ def test_a_finance_officer_pushes_a_batch_and_reads_the_failures(browser, served
     expect(small.locator("#count-synced")).to_have_text(str(len(generated.good)))
     width = small.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 390, f"nothing wider than a phone's screen ({width}px)"
+    small.wait_for_timeout(1000)
     small.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
 
     assert elsewhere == [], f"the page loads nothing from elsewhere: {elsewhere}"
     assert_exactly_once(mis, sandbox, generated.good)
     context.close()
     phone.close()
+
+
+def test_the_dashboard_is_served_by_the_tool_alone(sandbox, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    import sync_invoices.api
+    settings = sandbox_settings(sandbox, f"sqlite:///{tmp_path / 'mis.sqlite'}", tmp_path, api_token=Secret(API_TOKEN))
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-cache"
+        for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
+            assert client.get(asset).status_code == 200, asset
+    static = Path(sync_invoices.api.__file__).parent / "static"
+    assert {p.name for p in static.iterdir()} >= {"index.html", "dashboard.css", "dashboard.js"}
+    for path in static.iterdir():
+        text = path.read_text()
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.IGNORECASE), f"{path.name} loads from elsewhere"
+    script = (static / "dashboard.js").read_text()
+    assert "innerHTML" not in script and "eval(" not in script, "MIS data goes into the page as text only"
+    assert "sessionStorage" in script and "localStorage" not in script, "the token lives as long as the tab"

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chaos")]
 
 
 def _load_chaos() -> ModuleType:
@@ -95,3 +95,45 @@ def test_two_runs_at_once_push_each_invoice_once(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["mariadb"], indirect=True)
 def test_access_tokens_dying_mid_run_do_not_stop_it(kind: str) -> None:
     assert_clean(chaos.tokens_expire_mid_run(kind))
+
+
+# -- the MIS side failing (issue 13): every run's exit code and stderr are judged by the scenario itself ---
+
+@pytest.mark.parametrize("kind", ["mariadb"], indirect=True)
+def test_connections_killed_at_random_moments_stop_the_run_cleanly_then_it_resumes(kind: str) -> None:
+    tally = chaos.connections_killed(kind)
+    assert tally.faults["connections killed"] >= 2 * 8, "several kills per run"
+    assert tally.faults["of them mid-statement or mid-transaction"] >= 3, tally.faults
+    assert tally.faults.get("exit 2", 0) >= 2, "killed statements stop runs with exit 2 and one line"
+    assert_clean(tally)
+
+
+@pytest.mark.parametrize("kind", ["mariadb"], indirect=True)
+def test_the_mis_server_restarted_mid_run_stops_it_cleanly_then_it_resumes(kind: str) -> None:
+    tally = chaos.server_restart(kind)
+    assert tally.faults["restarts"] == 2 and tally.faults.get("exit 2", 0) >= 1, tally.faults
+    assert_clean(tally)
+
+
+@pytest.mark.parametrize("kind", ["mariadb", "sqlite"], indirect=True)
+def test_sigterm_and_sigint_at_random_moments_stop_gracefully_then_it_resumes(kind: str) -> None:
+    tally = chaos.signals_at_random_moments(kind)
+    assert tally.faults.get("SIGTERM", 0) + tally.faults.get("SIGINT", 0) == 8, tally.faults
+    assert tally.faults.get("ended at once", 0) >= 1, "a second signal ended a run at once"
+    assert_clean(tally)
+
+
+@pytest.mark.parametrize("kind", ["mariadb"], indirect=True)
+def test_sigterm_and_sigint_at_every_step_of_the_write_protocol_then_resume(kind: str) -> None:
+    tally = chaos.signals_at_every_step(kind)
+    assert tally.faults == {"SIGTERM": len(chaos.POINTS), "SIGINT": len(chaos.POINTS), "exit 143": len(chaos.POINTS),
+                            "exit 130": len(chaos.POINTS), "exit 1": len(chaos.POINTS)}, tally.faults
+    assert_clean(tally)
+
+
+@pytest.mark.parametrize("kind", ["mariadb"], indirect=True)
+def test_the_mis_application_writing_the_same_rows_deadlocks_and_lock_waits_then_resumes(kind: str) -> None:
+    tally = chaos.concurrent_writer(kind)
+    assert tally.faults["tool retries after 1213"] + tally.faults["application deadlock victim"] >= 1, tally.faults
+    assert tally.faults["tool retries after 1205"] >= 1, tally.faults
+    assert_clean(tally)

@@ -3,6 +3,7 @@ hold for the product as it is, and each of them fails when an import breaks it."
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -17,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LINT = ("import sys\n"
         "from importlinter.cli import lint_imports\n"
         "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))\n")
-CONTRACTS = {c["id"]: c for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]}
+CONTRACTS = {c["id"]: c
+             for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]}
 
 
 def lint(project: Path) -> subprocess.CompletedProcess:
@@ -70,3 +72,16 @@ def test_an_import_that_breaks_a_contract_fails_the_check(tmp_path: Path, module
     for contract_id, contract in CONTRACTS.items():
         verdict = "BROKEN" if contract_id in broken else "KEPT"
         assert f"{contract['name']} {verdict}" in result.stdout, result.stdout
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    # What tests share lives in tests/helpers.py (fixtures in conftest.py), never in a test module.
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] + [f"{node.module or ''}.{alias.name}" for alias in node.names]
+                     if isinstance(node, ast.ImportFrom) else [])
+            if any(part.startswith("test_") for name in names for part in name.split(".")):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -624,13 +624,14 @@ def test_take_over_moves_the_rows_and_open_writes_of_runs_that_are_not_live(db: 
     claim_ids(db, [bound], 1, "p", AWAITING)
     with db.write() as conn:
         record_write(db, conn, write_record("req-dead", [bound], run_id=1), 1)
-    assert take_over(db, RUN, {2}) == 3  # dead's, the orphan left by an older version, and the bound one
+    # dead's, the orphan left by an older version, and the bound one, each with the write it waits on
+    assert sorted(take_over(db, RUN, {2})) == [(dead, None), (orphan, None), (bound, "req-dead")]
     assert owned(db, RUN) == [(dead, None), (orphan, None), (bound, "req-dead")]
     assert owned(db, 2) == [(live, None)]
     assert [(w.request_id, w.run_id) for w in open_writes(db)] == [("req-dead", RUN)]
     assert load_states(db, [orphan])[orphan].claimed_from is None
     assert idle not in in_progress_ids(db)
-    assert take_over(db, RUN, {2}) == 0, "taking over again finds nothing new"
+    assert take_over(db, RUN, {2}) == [], "taking over again finds nothing new"
 
 
 def test_quarantined_states_and_release_quarantine(db: Mis, clock: Clock) -> None:

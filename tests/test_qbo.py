@@ -24,6 +24,7 @@ from sync_invoices.errors import (
     Throttled,
 )
 from sync_invoices.qbo import Authorizer, Pacer, Qbo, Stopped, check_transport, fault_error, fault_of, quote
+from sync_invoices.qbo.client import MAX_REFUSALS
 from sync_invoices.settings import Secret, Settings
 from sync_invoices.tokens import TokenStore, Tokens
 from tests.helpers import sandbox_settings
@@ -478,17 +479,19 @@ def test_a_token_refused_after_refreshing_needs_authorization(qbo: Qbo, rsps: re
     with pytest.raises(AuthorizationNeeded) as caught:
         qbo.get("Customer", "5")
     assert caught.value.exit_code == 3 and "sync_invoices auth" in str(caught.value)
-    assert 1 <= len(token_calls) <= 2 and len(seen) == len(token_calls) + 1
+    # Refreshed tokens refused MAX_REFUSALS times in one call: a human is asked (a grant really gone
+    # fails at the refresh itself, with invalid_grant; a spurious 401 now and then is ridden out).
+    assert len(token_calls) == MAX_REFUSALS and len(seen) == MAX_REFUSALS + 1
     assert "AT-fresh" not in str(caught.value) and ACCESS not in str(caught.value)
 
 
-def test_a_second_401_needs_authorization(qbo: Qbo, rsps: responses.RequestsMock, fake: FakeTime) -> None:
+def test_a_401_after_a_refresh_is_ridden_out_once_more(qbo: Qbo, rsps: responses.RequestsMock,
+                                                       fake: FakeTime) -> None:
     token_calls = oauth_endpoints(rsps, [FRESH_TOKENS])
-    seen = script(rsps, fake, "GET", f"{COMPANY}/customer/5", [json_answer(401, UNAUTHORIZED)])
-    with pytest.raises(AuthorizationNeeded) as caught:
-        qbo.get("Customer", "5")
-    assert caught.value.exit_code == 3
-    assert len(seen) == 2 and len(token_calls) == 1
+    seen = script(rsps, fake, "GET", f"{COMPANY}/customer/5",
+                  [json_answer(401, UNAUTHORIZED), json_answer(401, UNAUTHORIZED), json_answer(200, CUSTOMER)])
+    assert qbo.get("Customer", "5")["Id"] == CUSTOMER["Customer"]["Id"]
+    assert len(seen) == 3 and len(token_calls) == 2
 
 
 def test_a_refused_refresh_token_needs_authorization(qbo: Qbo, rsps: responses.RequestsMock, fake: FakeTime) -> None:
@@ -873,7 +876,7 @@ def test_requests_per_second_is_a_limit_of_its_own(fake: FakeTime) -> None:
     finally:
         pacer.close()
     assert times[:2] == [0.0, 0.0]
-    assert 1.0 <= times[2] <= 1.2 and 1.0 <= times[3] <= 1.2  # every kind counts in the second
+    assert 1.0 <= times[2] <= 1.2 + 1e-9 and 1.0 <= times[3] <= 1.2 + 1e-9  # every kind counts in the second
 
 
 def test_single_writes_leave_a_reserve_of_the_minute_for_reads(fake: FakeTime) -> None:

@@ -166,8 +166,10 @@ def test_attempts_of_whole_refusals_count_toward_the_maximum(mis: Mis, mis_url: 
     summary = service.push(settings, mis, "batch", batch_size=30, qbo=qbo)
     refused_ids = next(b[1] for b in qbo.batches if b[2])
     assert sorted(summary.failed_ids) == sorted(refused_ids)
+    assert open_writes(mis) == [], "answered: nothing waits on QuickBooks' cap"
     for invoice_id, state in load_states(mis, refused_ids).items():
         assert state.attempts == 1 and state.quarantined, "the one attempt allowed is spent"
+        assert state.error_code == "2010" and "refused the whole batch" in (state.reason or "")
         assert "gave up after 1 attempts" in (state.reason or "")
         assert f"sync_invoices single {invoice_id}" in (state.reason or "")
     # The operator's `single` lifts it: an innocent invoice of that batch goes at once, alone.
@@ -191,3 +193,51 @@ def test_single_on_an_invoice_of_a_refused_batch_is_not_refused_for_waiting(mis:
     assert_exactly_once(mis, sandbox, refused_ids[1:4])
     with mis.read() as conn:
         assert conn.scalar(select(t.writes.c.request_id).where(t.writes.c.answered_at.is_(None))) is None
+
+
+class RefusingCustomer:
+    """Real Qbo clients for which QuickBooks cannot take one customer, alone or in a batch; and every batch
+    of customers is refused as a whole (how the lanes pack customers depends on the minute's budget, so
+    whichever batch a customer lands in, the whole-request refusal is met)."""
+
+    def __init__(self, settings, name: str) -> None:
+        self.settings = settings
+        self.marker = f'"DisplayName":{wire.dumps(name)}'
+        self.customer_batches: list[tuple[str, int, bool]] = []  # request id, customers, held the bad one
+
+    def __call__(self) -> Qbo:
+        qbo = Qbo(self.settings, Authorizer(self.settings, TokenStore(self.settings.token_file)))
+        real_batch, real_single = qbo.send_batch, qbo.send_single
+
+        def send_batch(request_id: str, body: str, operations: int, **kw: Any):
+            if '"Customer":' in body:
+                self.customer_batches.append((request_id, operations, self.marker in body))
+                raise refusal()
+            return real_batch(request_id, body, operations, **kw)
+
+        def send_single(entity: str, request_id: str, body: str, **kw: Any):
+            if entity == "Customer" and self.marker in body:
+                raise refusal()
+            return real_single(entity, request_id, body, **kw)
+
+        qbo.send_batch, qbo.send_single = send_batch, send_single  # type: ignore[method-assign]
+        return qbo
+
+
+def test_a_customer_batch_refused_as_a_whole_fails_only_the_customer_at_fault(mis: Mis, sandbox, school) -> None:
+    generated, settings = school
+    rows = load_invoices(mis, generated.invoice_ids)
+    bad_name = rows[0].person.reg_no  # type: ignore[union-attr]
+    theirs = [r.id for r in rows if r.person and r.person.reg_no == bad_name]
+    others = [r.id for r in rows if r.id not in theirs]
+    qbo = RefusingCustomer(settings, bad_name)
+
+    summary = service.push(settings, mis, "all", batch_size=40, qbo=qbo)
+
+    assert any(b[1] > 1 for b in qbo.customer_batches), "customers went in a batch, refused as a whole"
+    assert sorted(summary.failed_ids) == sorted(theirs), "only the invoices of the customer at fault fail"
+    assert_exactly_once(mis, sandbox, others)
+    names = [c["DisplayName"] for c in sandbox.entities("Customer")]
+    assert bad_name not in names and len(names) == len(set(names)), "every other customer created, once"
+    for state in load_states(mis, theirs).values():
+        assert state.error_code == "2010" and bad_name in (state.reason or "")

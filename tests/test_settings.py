@@ -374,3 +374,11 @@ def test_the_example_config_loads_and_documents_every_setting() -> None:
     text = example.read_text()
     for f in fields(Settings):
         assert f.metadata["env"].lower() in text, f"{f.metadata['env']} is not documented in the example"
+
+
+def test_a_setting_an_older_version_used_is_ignored_not_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "old.toml"
+    config.write_text('sync_claim_lease_seconds = 180\nqbo_requests_per_minute = 400\n')
+    settings = load_settings({"SYNC_INVOICES_CONFIG": str(config)})
+    assert settings.requests_per_minute == 400
+    assert "sync_claim_lease_seconds is no longer used" in caplog.text

@@ -61,6 +61,8 @@ def test_a_run_under_truncated_answers_ends_with_every_invoice_exactly_once(scho
     summary = json_of(result)
     assert summary["synced"] == 150 and summary["failed"] == 0 and summary["remaining"] == 0
     assert sandbox.stats()["faults_injected"].get("truncated", 0) > 0
+    log = (tmp_path / "logs" / "sync_invoices.log").read_text()
+    assert "unexpected error" not in log and "Traceback" not in log
 
     assert_exactly_once(mis, sandbox, generated.invoice_ids)  # 0 duplicates, nothing lost
     assert sum(len(found) for found in qbo_invoices_by_doc(sandbox).values()) == 150

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from sync_invoices import service, wire
 from sync_invoices.demo_data import populate
@@ -85,15 +85,17 @@ def test_a_recorded_write_reads_back_as_it_was_sent(mis: Mis, items: list[str]) 
 
 
 class Flaky:
-    """A real Qbo against the sandbox, with one method failing when `when(*args)` holds. A failing write is
-    put on record first (its before_send runs, as when the request leaves), then refused."""
+    """A real Qbo against the sandbox, with methods failing when `when(*args)` holds. A failing write is put
+    on record first (its before_send runs, as when the request leaves), then refused."""
 
-    def __init__(self, settings: Settings, method: str, error: QboError, when: Callable[..., bool] = lambda *a: True
-                 ) -> None:
+    def __init__(self, settings: Settings, methods: list[str], error: QboError,
+                 when: Callable[..., bool] = lambda *a: True) -> None:
         self.qbo = Qbo(settings, Authorizer(settings, TokenStore(settings.token_file)))
         self.calls = 0
-        real = getattr(self.qbo, method)
+        for method in methods:
+            setattr(self.qbo, method, self._failing(getattr(self.qbo, method), error, when))
 
+    def _failing(self, real: Callable[..., Any], error: QboError, when: Callable[..., bool]) -> Callable[..., Any]:
         def failing(*args: Any, **kwargs: Any) -> Any:
             if when(*args):
                 self.calls += 1
@@ -101,7 +103,22 @@ class Flaky:
                     kwargs["before_send"](1)
                 raise error
             return real(*args, **kwargs)
-        setattr(self.qbo, method, failing)
+        return failing
+
+
+def carrying(entity: str) -> Callable[..., bool]:
+    """True for a write of `entity`: send_single(entity, request_id, body) or send_batch(request_id, body, n)."""
+    return lambda *args: args[0] == entity or (len(args) > 1 and f'"{entity}":' in str(args[1]))
+
+
+def write_kinds(mis: Mis) -> dict[int, list[str]]:
+    """The kinds of request (batch, single) each invoice was written in, oldest first."""
+    found: dict[int, list[str]] = {}
+    with mis.read() as conn:
+        for write in conn.execute(select(t.writes).order_by(t.writes.c.created_at)):
+            for invoice_id in write.invoice_ids.split(","):
+                found.setdefault(int(invoice_id), []).append(write.kind)
+    return found
 
 
 def real_qbo(settings: Settings) -> Qbo:
@@ -115,33 +132,43 @@ def school(mis: Mis, mis_url: str, sandbox, items: list[str], tmp_path: Path):
 
 
 @pytest.mark.parametrize("entity", ["Customer", "Invoice"])
-def test_a_batch_refused_as_a_whole_is_answered_not_left_open(mis: Mis, sandbox, school, entity: str) -> None:
+def test_a_request_refused_as_a_whole_is_answered_not_left_open(mis: Mis, sandbox, school, entity: str) -> None:
     generated, settings = school
     ids = generated.invoice_ids
     refused = Rejected("Request has invalid or unsupported property", code="2010")
-    flaky = Flaky(settings, "send_batch", refused, when=lambda rid, body, n: f'"{entity}":' in body)
+    # Every request carrying the entity is refused, batch or single (the lanes decide how they are packed).
+    flaky = Flaky(settings, ["send_batch", "send_single"], refused, when=carrying(entity))
     summary = service.push(settings, mis, "batch", batch_size=40, qbo=lambda: flaky.qbo)
     assert flaky.calls >= 1 and summary.failed == len(ids), "the run goes on; every invoice says why"
     states = load_states(mis, ids)
     assert all(s.error_code == "2010" and "2010" in (s.reason or "") for s in states.values())
     assert open_writes(mis) == [], "a refused request is answered: nothing stays open"
     assert all(not s.request_id for s in states.values())
+    sent_in = write_kinds(mis)
     if entity == "Invoice":
-        # One item may be the cause: each invoice is retried later, in a request of its own.
-        assert all(s.send_alone and not s.quarantined for s in states.values())
-        assert {audit_rows(mis, invoice_id=i)[-1]["action"] for i in ids} == {"retry_later"}
+        assert sorted(sent_in) == sorted(ids)
+        in_batches = [i for i in ids if sent_in[i] == ["batch"]]
+        assert in_batches and all(sent_in[i] == ["single"] for i in ids if i not in in_batches)
+        for invoice_id in ids:
+            state, last = states[invoice_id], audit_rows(mis, invoice_id=invoice_id)[-1]["action"]
+            if invoice_id in in_batches:
+                # Refused as a whole, one item may be the cause: each is retried later, in a request of its own.
+                assert (state.send_alone, state.quarantined, last) == (True, False, "retry_later")
+            else:
+                # A single request is the invoice's own answer: refused, it waits for a fix.
+                assert (state.send_alone, state.quarantined, last) == (False, True, "quarantined")
     else:
-        # QuickBooks refused the students themselves: their invoices wait for a fix.
-        assert all(s.quarantined for s in states.values())
+        # QuickBooks refused the students themselves: their invoices wait for a fix; none was written.
+        assert all(s.quarantined for s in states.values()) and sent_in == {}
     # The next run sends new writes, and everything arrives exactly once.
     with mis.write() as conn:
         conn.execute(update(t.invoice_state).values(quarantined=False, attempts=0, next_attempt_at=None))
-    sandbox.reset_stats()
     qbo = real_qbo(settings)
     assert service.push(settings, mis, "all", batch_size=40, qbo=lambda: qbo).exit_code == 0
     assert_exactly_once(mis, sandbox, ids)
     if entity == "Invoice":
-        assert sandbox.stats()["batch_requests"] == 0, "each went alone"
+        again = write_kinds(mis)
+        assert all(again[i] == ["batch", "single"] for i in in_batches), "each went alone the next time"
 
 
 def record_unanswered(mis: Mis, ids: list[int], *, sent_ago: float, customer_id: str = "1") -> str:
@@ -163,7 +190,7 @@ def test_single_never_rewrites_an_invoice_whose_write_is_unanswered(mis: Mis, sa
     target = generated.invoice_ids[0]
     # Within QuickBooks' cap the write may still be executing; past it, QuickBooks cannot be asked right now.
     request_id = record_unanswered(mis, [target], sent_ago=sent_ago)
-    flaky = Flaky(settings, "find_invoices", Retriable("QuickBooks did not answer", code="timeout"))
+    flaky = Flaky(settings, ["find_invoices"], Retriable("QuickBooks did not answer", code="timeout"))
     sandbox.reset_stats()
     summary = service.push(settings, mis, "single", batch_size=1, invoice_id=target, qbo=lambda: flaky.qbo)
     assert summary.exit_code == 1

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/lab.py, when loaded from elsewhere
 from lab import Lab  # noqa: E402
@@ -122,8 +122,8 @@ def lab_for(kind: str, *, config: dict | None = None, env: dict | None = None, *
 def kill_at_every_step(kind: str = "mariadb", *, cli_python: str | None = None) -> Tally:
     """SIGKILL at each failpoint of the write protocol (first and second time reached), then resume."""
     def one(point: str, nth: int) -> Tally:
-        # Claims of 100: every step is reached at least twice in a run of 240 invoices.
-        lab = lab_for(kind, invoices=240, students=100, latency_ms=5, cli_python=cli_python,
+        # Claims of 100: every step is reached at least twice in a run of 130 invoices.
+        lab = lab_for(kind, invoices=130, students=60, latency_ms=5, cli_python=cli_python,
                       env={"SYNC_RETRY_DELAY_SECONDS": "0"})
         try:
             if point == "write_looked_up":  # half the answers are lost: writes on record wait to be settled
@@ -152,33 +152,38 @@ def random_kills(kind: str = "mariadb", *, kills: int = 20, invoices: int = 400,
         for _ in range(kills):
             process = lab.start("all", "--batch-size", "20")
             time.sleep(rng.uniform(0.6, 1.8))
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                lab.kills += 1
-            process.wait()
+            lab.kill(process)
         lab.finish()
         return measure(lab, "random_kills")
     finally:
         lab.close()
 
 
+def _writes_sent(lab: Lab) -> int:
+    with lab.mis.engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(t.audit).where(t.audit.c.action == "write_sent")) or 0
+
+
 @_timed
-def prompt_restarts(kind: str = "mariadb", *, invoices: int = 360, moments: tuple[float, ...] = (1.2, 2.4, 3.6),
+def prompt_restarts(kind: str = "mariadb", *, invoices: int = 360, delays: tuple[float, ...] = (0.2, 0.8, 1.5),
                     cli_python: str | None = None) -> Tally:
-    """A large claim whose last writes go out late and execute slowly (batch items 50 ms apart): SIGKILL
-    at several moments, each followed at once by a new run, as systemd's Restart=on-failure or an
-    operator re-running after Ctrl-C do. A write QuickBooks may still be executing must not be re-sent
-    or released."""
+    """A large claim whose writes execute slowly (batch items 50 ms apart): each run is SIGKILLed a moment
+    after it sent its first write (while QuickBooks still executes it), and a new run starts at once, as
+    systemd's Restart=on-failure or an operator re-running after Ctrl-C do. A write QuickBooks may still
+    be executing must not be re-sent or released."""
     lab = lab_for(kind, invoices=invoices, students=invoices // 3, latency_ms=30,
                   config={"latency_per_batch_op_ms": 50}, cli_python=cli_python)
     try:
-        for moment in moments:
+        for delay in delays:
+            before = _writes_sent(lab) if cli_python is None else 0
             process = lab.start("all", "--batch-size", str(invoices))
-            time.sleep(moment)
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                lab.kills += 1
-            process.wait()
+            deadline = time.monotonic() + 30
+            while process.poll() is None and time.monotonic() < deadline:
+                if cli_python is not None or _writes_sent(lab) > before:
+                    break  # this run has a write out (an older version is killed after a fixed time instead)
+                time.sleep(0.05)
+            time.sleep(delay if cli_python is None else 1.2 + delay)
+            lab.kill(process)
         lab.finish()
         return measure(lab, "prompt_restarts")
     finally:
@@ -268,7 +273,7 @@ def timeouts_shorter_than_execution(kind: str = "mariadb", *, invoices: int = 15
 def all_faults(kind: str = "mariadb", *, invoices: int = 320, seed: int = 11, cli_python: str | None = None) -> Tally:
     """Every sandbox fault at once over 300+ invoices; re-run until done."""
     faults = Faults(seed=seed, error_500_rate=0.08, html_503_rate=0.08, lost_response_rate=0.12, throttle_rate=0.06,
-                    throttle_burst=2, retry_after_seconds=0.2, token_death_rate=0.03, slow_rate=0.06,
+                    throttle_burst=2, retry_after_seconds=0.2, token_death_rate=0.06, slow_rate=0.06,
                     slow_seconds=1.2, slow_before_write_rate=0.06, token_endpoint_500_rate=0.2,
                     **({"truncated_rate": 0.06} if "truncated_rate" in Faults.__dataclass_fields__ else {}))
     # Small batches (10 operations) and many retries, so every fault strikes often: the batch limit is
@@ -327,10 +332,375 @@ def tokens_expire_mid_run(kind: str = "mariadb", *, invoices: int = 200, cli_pyt
         lab.close()
 
 
+# -- the MIS side failing: lost connections, a restarted server, signals, a concurrent writer (issue 13) ------
+
+LOST = ("Lost the connection to the MIS database at", "Cannot reach the MIS database at")
+REFUSED = ("kept refusing a transaction",)
+
+
+def _judge_exit(tally: Tally, what: str, code: int, stderr: str, expected: dict[int, tuple[str, ...]]) -> None:
+    """A run's exit code must be one of `expected`, with one `error:` line containing one of its phrases (no
+    phrase: no error line at all); never a traceback. Exit codes are counted in tally.faults."""
+    tally.faults[f"exit {code}"] = tally.faults.get(f"exit {code}", 0) + 1
+    text = " ".join(stderr.split())
+    if "Traceback" in stderr or "Exception ignored" in stderr or "Logging error" in stderr:
+        tally.notes.append(f"{what}: a traceback on stderr: {stderr[-600:]}")
+    if code not in expected:
+        tally.notes.append(f"{what}: exit {code}: {text[-300:]}")
+        return
+    phrases = expected[code]
+    if phrases and not (text.count("error: ") == 1 and any(p in text for p in phrases)):
+        tally.notes.append(f"{what}: exit {code} without its one clear line: {text[-300:]}")
+    if not phrases and "error: " in text:
+        tally.notes.append(f"{what}: exit {code} with an error: {text[-300:]}")
+
+
+def _server(lab: Lab):
+    """A plain connection to the lab MIS's server (autocommit), for a second session."""
+    import pymysql
+    from sqlalchemy.engine import make_url
+    url = make_url(lab.url)
+    return pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root",
+                           password=url.password or "", autocommit=True, connect_timeout=5)
+
+
+def _finish(lab: Lab, tally: Tally, what: str = "the normal run after") -> None:
+    """The normal run(s) that follow: exit 0 or 1 (bad rows), nothing else."""
+    result = lab.finish()
+    _judge_exit(tally, what, result.returncode, result.stderr, {0: (), 1: ()})
+
+
+def _done(lab: Lab, name: str, tally: Tally) -> Tally:
+    found = measure(lab, name)
+    found.notes = tally.notes + found.notes
+    found.faults = tally.faults
+    return found
+
+
+class _Killer(threading.Thread):
+    """A second session that kills the sessions of the lab's database (KILL CONNECTION) at random moments:
+    any of them, or (a `busy_share` of the time) one busy with a statement or inside a transaction."""
+
+    def __init__(self, lab: Lab, rng: random.Random, every: tuple[float, float], busy_share: float = 0.3) -> None:
+        super().__init__(daemon=True)
+        self.lab, self.rng, self.every, self.busy_share = lab, rng, every, busy_share
+        self.database = lab.url.rsplit("/", 1)[1]
+        self.stop = threading.Event()
+        self.kills = 0
+        self.busy_kills = 0
+
+    def run(self) -> None:
+        conn = _server(self.lab)
+        try:
+            while not self.stop.wait(self.rng.uniform(*self.every)):
+                victim, busy = self._pick(conn)
+                if victim is None:
+                    continue
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(f"KILL CONNECTION {victim}")
+                    self.kills += 1
+                    self.busy_kills += busy
+                except Exception:  # noqa: BLE001 - it ended by itself meanwhile
+                    pass
+        finally:
+            conn.close()
+
+    def _pick(self, conn) -> tuple[int | None, bool]:
+        deadline = time.monotonic() + (0.3 if self.rng.random() < self.busy_share else 0.0)
+        rows: list = []
+        while not self.stop.is_set():
+            with conn.cursor() as cur:
+                cur.execute("SELECT p.ID, p.COMMAND <> 'Sleep' OR x.trx_id IS NOT NULL FROM information_schema.PROCESSLIST p "
+                            "LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = p.ID "
+                            "WHERE p.DB = %s AND p.ID <> CONNECTION_ID()", (self.database,))
+                rows = list(cur.fetchall())
+            busy = [r[0] for r in rows if r[1]]
+            if busy and deadline > time.monotonic():
+                return self.rng.choice(busy), True
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
+        if not rows:
+            return None, False
+        victim = self.rng.choice(rows)
+        return victim[0], bool(victim[1])
+
+
+@_timed
+def connections_killed(kind: str = "mariadb", *, runs: int = 8, invoices: int = 600, seed: int = 13,
+                       cli_python: str | None = None) -> Tally:
+    """A second session kills the sessions of `all` (KILL CONNECTION, as a DBA or a proxy does) several times
+    per run at random moments: a killed idle session is replaced unnoticed; a killed statement stops the run
+    with exit 2 and one line naming the MIS. Then a normal run: nothing lost, nothing twice."""
+    rng = random.Random(seed)
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=40,
+                  config={"latency_per_batch_op_ms": 20}, cli_python=cli_python)
+    tally = Tally("connections_killed")
+    try:
+        kills = busy = 0
+        for n in range(runs):
+            process = lab.start("all", "--batch-size", "20")
+            killer = _Killer(lab, rng, (0.1, 0.4))
+            killer.start()
+            _, stderr = process.communicate(timeout=300)
+            killer.stop.set()
+            killer.join()
+            kills, busy = kills + killer.kills, busy + killer.busy_kills
+            _judge_exit(tally, f"run {n + 1}", process.returncode, stderr, {0: (), 1: (), 2: LOST})
+        tally.faults.update({"connections killed": kills, "of them mid-statement or mid-transaction": busy})
+        _finish(lab, tally)
+        return _done(lab, "connections_killed", tally)
+    finally:
+        lab.close()
+
+
+@_timed
+def server_restart(kind: str = "mariadb", *, invoices: int = 400, moments: tuple[float, ...] = (1.0, 2.5),
+                   pause: float = 2.0, cli_python: str | None = None) -> Tally:
+    """The MIS server (a throwaway mariadbd) is stopped mid-run and started again `pause` seconds later, once
+    per run at each of `moments`: the run stops with exit 2 and one line naming the MIS; then a normal run."""
+    from scratch_mariadb import ScratchMariaDB
+    tally = Tally("server_restart")
+    with ScratchMariaDB() as server:
+        url = server.create_database("mis")
+        lab = lab_for("mariadb", invoices=invoices, students=invoices // 2, latency_ms=40, url=url,
+                      config={"latency_per_batch_op_ms": 10}, cli_python=cli_python)
+        try:
+            for n, moment in enumerate(moments):
+                process = lab.start("all", "--batch-size", "20")
+                time.sleep(moment)
+                if process.poll() is not None:
+                    tally.notes.append(f"run {n + 1} ended before the restart")
+                server.restart(pause)
+                tally.faults["restarts"] = tally.faults.get("restarts", 0) + 1
+                _, stderr = process.communicate(timeout=300)
+                # A run that happened to touch no database while it was down reconnects and goes on (0, 1).
+                _judge_exit(tally, f"run {n + 1}", process.returncode, stderr, {0: (), 1: (), 2: LOST})
+            _finish(lab, tally)
+            return _done(lab, "server_restart", tally)
+        finally:
+            lab.close()
+
+
+def _interrupted(lab: Lab, tally: Tally, what: str, code: int, *, applied: bool = True) -> None:
+    """After a graceful stop: the run is recorded interrupted with its exit code; with `applied`, no write it
+    sent waits for an answer (what was in flight was answered within the grace and applied)."""
+    from sync_invoices.mis import from_db_utc
+    from sync_invoices.mis.bookkeeping import open_writes
+    with lab.mis.read() as conn:
+        run = conn.execute(select(t.runs).order_by(t.runs.c.id.desc()).limit(1)).one()
+    if (run.state, run.exit_code) != ("interrupted", code) or run.finished is None:
+        tally.notes.append(f"{what}: recorded {run.state} / exit {run.exit_code}, not interrupted / {code}")
+    started = from_db_utc(run.started)
+    if applied and [w for w in open_writes(lab.mis, run.id) if w.sent_at is None or w.sent_at >= started]:
+        tally.notes.append(f"{what}: writes it sent still open after the grace: answers not applied")
+
+
+STOPPED = {130: ("Stopped by SIGINT",), 143: ("Stopped by SIGTERM",)}
+
+
+def _run_count(lab: Lab) -> int:
+    """How many runs qb_sync_runs holds."""
+    from sqlalchemy import func
+    with lab.mis.read() as conn:
+        return conn.scalar(select(func.count()).select_from(t.runs)) or 0
+AT_ONCE = "stopped at once"
+
+
+@_timed
+def signals_at_random_moments(kind: str = "mariadb", *, signals: int = 8, invoices: int = 600, seed: int = 17,
+                              cli_python: str | None = None) -> Tally:
+    """SIGTERM and SIGINT (alternately) at random moments of `all`: a graceful stop each time (exit 143 / 130,
+    recorded interrupted, in-flight answers applied); every third run gets a second signal 0.1 s later and
+    ends at once. Then a normal run."""
+    rng = random.Random(seed)
+    # Batch items take 50 ms: a batch of 30 is in flight 1.5 s, so a graceful stop has answers to wait for.
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=40,
+                  config={"latency_per_batch_op_ms": 50}, cli_python=cli_python)
+    tally = Tally("signals_at_random_moments")
+    try:
+        for n in range(signals):
+            first = (signal.SIGTERM, signal.SIGINT)[n % 2]
+            twice = n % 3 == 2
+            runs = _run_count(lab)
+            process = lab.start("all", "--batch-size", "20")
+            while _run_count(lab) == runs and process.poll() is None:
+                time.sleep(0.01)  # a moment of the run: the process has started it
+            time.sleep(rng.uniform(0.0, 1.5))
+            if process.poll() is not None:
+                tally.notes.append(f"run {n + 1} ended before its signal (exit {process.returncode})")
+                continue
+            process.send_signal(first)
+            tally.faults[first.name] = tally.faults.get(first.name, 0) + 1
+            if twice:
+                time.sleep(0.1)
+                second = (signal.SIGINT, signal.SIGTERM)[n % 2]
+                if process.poll() is None:
+                    process.send_signal(second)
+                    tally.faults["second signals"] = tally.faults.get("second signals", 0) + 1
+            _, stderr = process.communicate(timeout=120)
+            code = process.returncode
+            if twice and AT_ONCE in stderr:
+                tally.faults["ended at once"] = tally.faults.get("ended at once", 0) + 1
+                tally.faults[f"exit {code}"] = tally.faults.get(f"exit {code}", 0) + 1
+                if code != 128 + second or "Traceback" in stderr:
+                    tally.notes.append(f"run {n + 1}: ended at once with exit {code}: {stderr[-300:]}")
+            else:
+                _judge_exit(tally, f"run {n + 1}", code, stderr, {128 + first: STOPPED[128 + first]})
+                _interrupted(lab, tally, f"run {n + 1}", 128 + first)
+        time.sleep(CAP + MARGIN)  # what an immediate end left in flight may be settled now
+        _finish(lab, tally)
+        return _done(lab, "signals_at_random_moments", tally)
+    finally:
+        lab.close()
+
+
+@_timed
+def signals_at_every_step(kind: str = "mariadb", *, cli_python: str | None = None) -> Tally:
+    """At each step of the write protocol a run gets SIGTERM (the failpoint sends it), then the next run SIGINT
+    at the same step: each stops gracefully (143 / 130, recorded interrupted, answers received applied).
+    Then a normal run."""
+    tally = Tally("signals_at_every_step")
+    for point in POINTS:
+        lab = lab_for(kind, invoices=240, students=100, latency_ms=5, cli_python=cli_python,
+                      env={"SYNC_RETRY_DELAY_SECONDS": "0"})
+        try:
+            looked_up = point == "write_looked_up"
+            for how in ("TERM", "INT"):
+                code = 128 + getattr(signal, f"SIG{how}")
+                if looked_up:  # half the answers are lost: writes on record wait to be settled
+                    lab.sandbox.set_faults(Faults(seed=code, lost_response_rate=0.5))
+                result = lab.run("all", "--batch-size", "20", failpoint=f"{point}:1:{how}")
+                lab.sandbox.set_faults(Faults())
+                tally.faults[f"SIG{how}"] = tally.faults.get(f"SIG{how}", 0) + 1
+                _judge_exit(tally, f"{point}:{how}", result.returncode, result.stderr, {code: STOPPED[code]})
+                _interrupted(lab, tally, f"{point}:{how}", code, applied=not looked_up)
+            _finish(lab, tally, f"{point}: the normal run after")
+            found = measure(lab, point)
+            for key in ("duplicates", "lost", "stuck", "wrong", "runs", "invoices"):
+                setattr(tally, key, getattr(tally, key) + getattr(found, key))
+            tally.notes += [f"{point}: {note}" for note in found.notes]
+        finally:
+            lab.close()
+    return tally
+
+
+class _MisApplication(threading.Thread):
+    """The MIS web application at work: it updates invoice rows the run is claiming or marking (a column the
+    tool never reads), several at a time in descending id order (the tool goes ascending), holding them a
+    moment - deadlocks and lock waits with the tool's transactions."""
+
+    def __init__(self, lab: Lab, rng: random.Random, hold: tuple[float, float], stubborn: int = 0) -> None:
+        super().__init__(daemon=True)
+        self.lab, self.rng, self.hold, self.stubborn = lab, rng, hold, stubborn
+        self.stop = threading.Event()
+        self.transactions = self.deadlocks = self.lock_waits = self.long_holds = 0
+
+    def run(self) -> None:
+        import pymysql
+        conn = _server(self.lab)
+        conn.select_db(self.lab.url.rsplit("/", 1)[1])
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 2")
+        conn.autocommit(False)
+        try:
+            while not self.stop.is_set():
+                try:
+                    with conn.cursor() as cur:
+                        # the rows of one write in flight (their answer is about to be applied), else the
+                        # next to be claimed
+                        cur.execute("SELECT invoice_id FROM qb_invoice_state WHERE request_id = (SELECT MIN(request_id) "
+                                    "FROM qb_invoice_state WHERE request_id IS NOT NULL) ORDER BY invoice_id DESC LIMIT 12")
+                        ids = [r[0] for r in cur.fetchall()]
+                        in_flight = bool(ids)
+                        if not ids:
+                            cur.execute("SELECT id FROM tbl_imvoice WHERE QuickBk_Status IN (0, 3) "
+                                        "ORDER BY QuickBk_Status DESC, id LIMIT 12")
+                            ids = sorted((r[0] for r in cur.fetchall()), reverse=True)
+                        stubborn = (self.stubborn and in_flight
+                                    and self.transactions % self.stubborn == self.stubborn - 1)
+                        if stubborn:  # the whole write's rows at once, then held past the tool's patience
+                            cur.execute("UPDATE tbl_imvoice SET balance = COALESCE(balance, 0) + 1 WHERE id IN "
+                                        f"({', '.join(map(str, ids))})")
+                        for invoice_id in ids if not stubborn else ():
+                            cur.execute("UPDATE tbl_imvoice SET balance = COALESCE(balance, 0) + 1 WHERE id = %s",
+                                        (invoice_id,))
+                            time.sleep(0.05)
+                    if stubborn:
+                        self.long_holds += 1
+                        self.stop.wait(8.0)  # longer than the tool's five 1-second lock waits
+                    else:
+                        self.stop.wait(self.rng.uniform(*self.hold))
+                    conn.commit()
+                    self.transactions += 1
+                except pymysql.MySQLError as error:
+                    conn.rollback()
+                    code = error.args[0] if error.args else None
+                    self.deadlocks += code == 1213
+                    self.lock_waits += code == 1205
+        finally:
+            conn.rollback()
+            conn.close()
+
+
+def _retries(lab: Lab) -> dict[str, int]:
+    """What the tool's log says it ran again: deadlocks (1213) and lock-wait timeouts (1205)."""
+    text = (lab.workdir / "logs" / "sync_invoices.log").read_text(errors="replace") if \
+        (lab.workdir / "logs" / "sync_invoices.log").exists() else ""
+    retried = [line for line in text.splitlines() if "rolled back a transaction" in line]
+    return {"tool retries after 1213": sum("(1213)" in line for line in retried),
+            "tool retries after 1205": sum("(1205)" in line for line in retried)}
+
+
+@_timed
+def concurrent_writer(kind: str = "mariadb", *, runs: int = 4, invoices: int = 400, seed: int = 19,
+                      cli_python: str | None = None) -> Tally:
+    """While `all` runs (again after a stop, up to `runs` times), the MIS application updates the same
+    tbl_imvoice rows: deadlocks (the tool's transaction or the application's is the victim) and lock waits
+    (1 s for the tool). The tool runs its transaction again; a run whose rows stay locked through five
+    attempts stops with exit 2 and one line. Then, the application done, a normal run."""
+    from sync_invoices.mis.claims import count_eligible
+    rng = random.Random(seed)
+    lab = lab_for(kind, invoices=invoices, students=invoices // 2, latency_ms=20,
+                  config={"latency_per_batch_op_ms": 30}, env={"MIS_LOCK_WAIT_SECONDS": "1"}, cli_python=cli_python)
+    tally = Tally("concurrent_writer")
+    applications = [_MisApplication(lab, random.Random(rng.random()), (0.2, 2.0), stubborn=stubborn)  # two users
+                    for stubborn in (0, 4)]
+    for application in applications:
+        application.start()
+    try:
+        for n in range(runs):
+            process = lab.start("all", "--batch-size", "20")
+            _, stderr = process.communicate(timeout=300)
+            _judge_exit(tally, f"run {n + 1}", process.returncode, stderr, {0: (), 1: (), 2: REFUSED})
+            if process.returncode != 2 and not count_eligible(lab.mis):
+                break
+    finally:
+        for application in applications:
+            application.stop.set()
+            application.join()
+    try:
+        _finish(lab, tally)
+        tally.faults.update({"application transactions": sum(a.transactions for a in applications),
+                             "application deadlock victim": sum(a.deadlocks for a in applications),
+                             "application lock waits": sum(a.lock_waits for a in applications),
+                             "application holds of 8 s": sum(a.long_holds for a in applications), **_retries(lab)})
+        if not tally.faults["tool retries after 1213"] + tally.faults["application deadlock victim"]:
+            tally.notes.append("no deadlock happened")
+        return _done(lab, "concurrent_writer", tally)
+    finally:
+        lab.close()
+
+
 SCENARIOS = {f.__name__: f for f in (kill_at_every_step, random_kills, prompt_restarts, lock_session_killed,
                                      wait_timeout_expires, timeouts_shorter_than_execution, all_faults,
-                                     two_runs_at_once, tokens_expire_mid_run)}
-MARIADB_ONLY = ("lock_session_killed", "wait_timeout_expires")
+                                     two_runs_at_once, tokens_expire_mid_run,
+                                     connections_killed, server_restart, signals_at_random_moments,
+                                     signals_at_every_step, concurrent_writer)}
+MARIADB_ONLY = ("lock_session_killed", "wait_timeout_expires",
+                "connections_killed", "server_restart", "concurrent_writer")
 
 
 def main() -> int:

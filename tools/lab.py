@@ -115,6 +115,13 @@ class Lab:
         return subprocess.Popen(self.command(*args), env=self._env(failpoint), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, cwd=self.workdir)
 
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL a started run if it is still running (counted), and reap it."""
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            self.kills += 1
+        process.wait()
+
     def finish(self, max_runs: int = 12, batch_size: int = 30) -> subprocess.CompletedProcess:
         """Re-run `all` until nothing is left to do (exit 0, or 1 with only failed rows left)."""
         result = self.run("all", "--batch-size", str(batch_size))

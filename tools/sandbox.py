@@ -34,12 +34,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rpm", type=int, default=500, help="requests per minute per realm, batch included")
     parser.add_argument("--batch-rpm", type=int, default=40, help="batch requests per minute per realm")
     parser.add_argument("--concurrency", type=int, default=10, help="requests in flight at once per realm")
+    parser.add_argument("--rps", type=int, default=10, help="requests per second per realm")
     parser.add_argument("--window-seconds", type=float, default=60.0, help="length of the sliding rate window")
+    parser.add_argument("--request-cap-seconds", type=float, default=120.0,
+                        help="QuickBooks' cap: nothing of a request executes after this long")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--latency-per-batch-op-ms", type=float, default=0.0)
     parser.add_argument("--access-token-ttl", type=int, default=3600)
     parser.add_argument("--no-custom-txn-numbers", action="store_true",
                         help="company auto-numbers sales forms and ignores the DocNumber sent")
+    parser.add_argument("--closed-through", default=None,
+                        help="books closed through this date (YYYY-MM-DD): writes dated on or before it get 6210")
     parser.add_argument("--no-duplicate-docnumber-check", action="store_true",
                         help="accept a second Invoice with the same DocNumber")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
@@ -59,11 +64,13 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
     return SandboxConfig(realm_id=args.realm_id, client_id=args.client_id, client_secret=args.client_secret,
                          host=args.host, port=args.port, requests_per_minute=args.rpm,
                          batch_requests_per_minute=args.batch_rpm, max_concurrency=args.concurrency,
+                         requests_per_second=args.rps, request_cap_seconds=args.request_cap_seconds,
                          window_seconds=args.window_seconds, latency_ms=args.latency_ms,
                          latency_per_batch_op_ms=args.latency_per_batch_op_ms,
                          access_token_ttl=args.access_token_ttl,
                          custom_txn_numbers=not args.no_custom_txn_numbers,
                          duplicate_docnumber_check=not args.no_duplicate_docnumber_check,
+                         closed_through=args.closed_through,
                          redirect_uris=tuple(args.redirect_uri or SandboxConfig.redirect_uris),
                          faults=faults, verbose=args.verbose)
 

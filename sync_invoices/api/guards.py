@@ -82,6 +82,9 @@ class SecurityHeaders:
                             (b"x-frame-options", b"DENY")]
                 if page:
                     headers.append((b"content-security-policy", DASHBOARD_POLICY.encode()))
+                    if not any(name.lower() == b"cache-control" for name, _ in headers):
+                        # Revalidate (cheap, by ETag): after an upgrade the browser must not run old JavaScript.
+                        headers.append((b"cache-control", b"no-cache"))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -38,6 +38,7 @@ class Job:
     error: BaseException | None = None
     started: threading.Event = field(default_factory=threading.Event)  # recorded as a run, or already over
     finished: threading.Event = field(default_factory=threading.Event)
+    _count: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def begin(self, run_id: int) -> None:
         """The run is recorded (service.push's on_start)."""
@@ -45,8 +46,9 @@ class Job:
         self.started.set()
 
     def advance(self, count: int) -> None:
-        """Invoices finished (service.push's progress)."""
-        self.done += count
+        """Invoices finished (service.push's progress, called from the run's threads)."""
+        with self._count:
+            self.done += count
 
     def outcome(self) -> Any:
         """The result, or the error the job ended with, raised here."""

@@ -3,7 +3,6 @@ the redacting filter, and SIGTERM / SIGINT stopping the runs gracefully before u
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import socket
@@ -16,7 +15,7 @@ import uvicorn
 
 from ..errors import ConfigError
 from ..redact import install_log_filter
-from ..settings import Settings
+from ..settings import Settings, is_loopback
 from .app import create_app
 from .runs import STOP_WAIT_MARGIN_SECONDS, RunRegistry
 
@@ -32,16 +31,6 @@ def check_token(settings: Settings) -> None:
         raise ConfigError("SYNC_API_TOKEN is not set: serve refuses to start without an API token.", fix=fix)
     if len(settings.api_token.reveal()) < MIN_TOKEN_LENGTH:
         raise ConfigError(f"SYNC_API_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters.", fix=fix)
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and the loopback addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -7,7 +7,8 @@
     bookkeeping  states, writes on record, the sent baseline, status changes (fenced)
     edits        synced invoices edited in the MIS since they were sent (set-based)
     runs         qb_sync_runs and qb_sync_audit rows
-    overview     counts, amounts, pre-flight reasons, failures: analyze and status
+    overview     counts, amounts, failures, stuck rows: analyze and status
+    preflight    eligible invoices by the first validation rule they fail (rules.RULES in SQL)
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from ..errors import ConfigError, MisUnavailable
 from . import tables as t
+from .privileges import Denied, account, current_database, denial, missing_grants
 
 log = logging.getLogger("sync_invoices.mis")
 CHUNK = 500  # ids per IN (...) list
@@ -192,9 +193,20 @@ class Mis:
                               fix="Check that the database server is running and reachable; nothing is lost: "
                                   "the next run settles what was in flight and resumes.")
 
+    @contextmanager
+    def reachable(self, doing: str) -> Iterator[None]:
+        """Use the engine directly in the block; a lost connection becomes MisUnavailable."""
+        try:
+            yield
+        except DBAPIError as exc:
+            if is_lost_connection(exc):
+                raise self.unavailable(exc, doing) from None
+            raise
+
     def check_mis(self) -> None:
         """ConfigError unless this database holds the MIS tables the tool reads."""
-        present = set(inspect(self.engine).get_table_names())
+        with self.reachable("reading its tables"):
+            present = set(inspect(self.engine).get_table_names())
         needed = (t.invoice, t.personal_ug, t.online_application, t.income_category)
         missing = [table.name for table in needed if table.name not in present]
         if missing:
@@ -260,7 +272,10 @@ class Mis:
     def ensure_tables(self) -> None:
         """Create the qb_* tables when missing and add columns a newer version needs (idempotent);
         never touches MIS tables."""
+        missing: list[str] = []
         try:
+            existing = set(inspect(self.engine).get_table_names())
+            missing = [table.name for table in t.qb_metadata.sorted_tables if table.name not in existing]
             t.qb_metadata.create_all(self.engine, checkfirst=True)
             inspector = inspect(self.engine)
             with self.engine.begin() as conn:
@@ -269,15 +284,29 @@ class Mis:
                     for column in table.columns:
                         if column.name not in present:
                             conn.exec_driver_sql(_add_column(conn, table.name, column))
+                    # A table created by a run that was refused its indexes (INDEX privilege) gets them now.
+                    indexed = {i["name"] for i in inspector.get_indexes(table.name)}
+                    for index in table.indexes:
+                        if index.name not in indexed:
+                            index.create(conn)
+                if self.dialect != "sqlite":  # what makes finding MIS edits fast (mis/edits.py)
+                    t.add_sent_checksum(conn, {c["name"] for c in inspector.get_columns(t.sent.name)})
         except SQLAlchemyError as exc:
             if is_lost_connection(exc):
                 raise self.unavailable(exc, "creating the qb_* tables") from None
+            refused = denial(exc)
+            if refused is not None:
+                with self.read() as conn:
+                    who, database = account(conn), current_database(conn)
+                refused_too = [Denied("CREATE", name) for name in missing if name != refused.table]
+                raise missing_grants([refused, *refused_too], database, who, self.shown_url) from None
             raise ConfigError(f"Cannot create the tool's qb_* tables in {self.shown_url}: {describe_db_error(exc)}.",
                               fix="Grant the database user CREATE and ALTER on tables named qb_*.") from None
 
     def has_tables(self) -> bool:
         """True when the tool's bookkeeping tables exist (a dry run never creates them)."""
-        present = set(inspect(self.engine).get_table_names())
+        with self.reachable("reading its tables"):
+            present = set(inspect(self.engine).get_table_names())
         return all(table.name in present for table in t.qb_metadata.sorted_tables)
 
     def create_mis(self) -> None:
@@ -288,7 +317,9 @@ class Mis:
 
     def has_status_index(self) -> bool:
         """True when tbl_imvoice has an index starting with (QuickBk_Status, id)."""
-        for index in inspect(self.engine).get_indexes("tbl_imvoice"):
+        with self.reachable("reading its indexes"):
+            indexes = inspect(self.engine).get_indexes("tbl_imvoice")
+        for index in indexes:
             if list(index["column_names"][:2]) == ["QuickBk_Status", "id"]:
                 return True
         return False

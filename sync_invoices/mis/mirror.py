@@ -21,6 +21,7 @@ from .edits import edited_query
 MIRROR_COLUMNS = ["doc_number", "invoice_id", "customer_id", "amount", "total_amt", "balance", "lines", "item_id",
                   "txn_date", "description", "private_note", "sync_token", "voided", "deleted", "last_updated",
                   "seen_at"]
+RECREATE_CODE = "missing_in_qbo"  # qb_invoice_state.error_code of an invoice verify --repair is creating again
 COMPARED = (("customer", "customer_id"), ("amount", "amount"), ("item", "item_id"), ("txn_date", "txn_date"),
             ("description", "description"), ("private_note", "private_note"))
 
@@ -57,15 +58,49 @@ def mirrored(mis: Mis) -> int:
 
 # -- drift, set-based ---------------------------------------------------------------------------------
 
-def missing(mis: Mis) -> list[dict]:
-    """Synced invoices whose QuickBooks invoice is gone (deleted, or never seen by a read)."""
-    c, s, q = t.invoice.c, t.sent.c, t.qbo_invoices.c
-    query = (select(c.id, s.qbo_id).select_from(t.invoice.join(t.sent, s.invoice_id == c.id)
-                                                .outerjoin(t.qbo_invoices, q.qbo_id == s.qbo_id))
-             .where(c.QuickBk_Status == Status.SYNCED, or_(q.qbo_id.is_(None), q.deleted.is_(True)))
-             .order_by(c.id))
+def _once_synced(c: Any, s: Any) -> Any:
+    # Synced; or failed since, with a record of what was sent (an edit or a repair the push could not make:
+    # QuickBooks still holds what was sent before, so it is compared like a synced invoice).
+    return or_(c.QuickBk_Status == Status.SYNCED, and_(c.QuickBk_Status == Status.FAILED, s.invoice_id.is_not(None)))
+
+
+def _sent_before(s: Any, read_at: datetime | None) -> Any:
+    # Sent after the read began (a push running meanwhile): the read may not show it yet; judged next time.
+    return True if read_at is None else or_(s.sent_at.is_(None), s.sent_at < db_utc(read_at))
+
+
+def missing(mis: Mis, read_at: datetime | None = None) -> list[dict]:
+    """Pushed invoices whose QuickBooks invoice is gone (deleted, or never seen by the read that began at
+    `read_at`); those synced by an older version are found by their quickbooks_id (or, without one, by their
+    DocNumber); and those whose re-creation was asked for and is not done yet."""
+    c, s, q, st = t.invoice.c, t.sent.c, t.qbo_invoices.c, t.invoice_state.c
+    other = t.qbo_invoices.alias("by_doc")
+    link = func.coalesce(s.qbo_id, c.quickbooks_id)
+    gone = or_(q.qbo_id.is_(None), q.deleted.is_(True))
+    by_doc = select(other.c.qbo_id).where(other.c.invoice_id == c.id, other.c.deleted.is_(False)).exists()
+    synced = and_(c.QuickBk_Status == Status.SYNCED, _sent_before(s, read_at),
+                  or_(and_(link.is_not(None), gone), and_(link.is_(None), ~by_doc)))
+    failed = and_(c.QuickBk_Status == Status.FAILED, s.invoice_id.is_not(None), _sent_before(s, read_at), gone)
+    asked = and_(or_(c.QuickBk_Status.is_(None), c.QuickBk_Status.in_([Status.NOT_SYNCED, Status.FAILED])),
+                 s.invoice_id.is_(None), st.error_code == RECREATE_CODE)
+    query = (select(c.id, link.label("qbo_id"), c.QuickBk_Status.label("status"), st.reason, st.fix)
+             .select_from(t.invoice.outerjoin(t.sent, s.invoice_id == c.id)
+                          .outerjoin(t.qbo_invoices, q.qbo_id == link)
+                          .outerjoin(t.invoice_state, st.invoice_id == c.id))
+             .where(or_(synced, failed, asked)).order_by(c.id))
     with mis.read() as conn:
-        return [{"invoice_id": r.id, "qbo_id": r.qbo_id} for r in conn.execute(query)]
+        return [{"invoice_id": r.id, "qbo_id": r.qbo_id, "status": r.status, "reason": r.reason, "fix": r.fix}
+                for r in conn.execute(query)]
+
+
+def mark_recreate(mis: Mis, conn: Connection, ids: Sequence[int], reason: str, fix: str) -> None:
+    """Keep, until the push creates them, that these invoices are to be created again in QuickBooks."""
+    _upsert(mis, conn, t.invoice_state, "invoice_id", [
+        {"invoice_id": i, "attempts": 0, "next_attempt_at": None, "quarantined": False, "fingerprint": None,
+         "error_code": RECREATE_CODE, "reason": reason, "fix": fix, "request_id": None, "owner_run": None,
+         "claimed_from": None, "send_alone": False, "updated_at": db_utc(mis.clock())} for i in ids],
+        ["attempts", "next_attempt_at", "quarantined", "fingerprint", "error_code", "reason", "fix", "request_id",
+         "owner_run", "claimed_from", "send_alone", "updated_at"])
 
 
 def voided(mis: Mis) -> list[dict]:
@@ -113,27 +148,39 @@ def not_marked(mis: Mis) -> list[dict]:
 
 
 def changed_in_mis(mis: Mis) -> list[dict]:
-    """Synced invoices edited in the MIS since they were sent, with what QuickBooks holds."""
-    inner = edited_query(mis).subquery()
-    s = t.sent.c
-    query = (select(inner.c.id, s.qbo_id).select_from(inner.join(t.sent, s.invoice_id == inner.c.id))
+    """Pushed invoices edited in the MIS since they were sent, with their status, the reason of a push that
+    failed on the edit, and whether a payment is applied to what QuickBooks holds."""
+    inner = edited_query(mis, failed_too=True).subquery()
+    c, s, q, st = t.invoice.c, t.sent.c, t.qbo_invoices.c, t.invoice_state.c
+    query = (select(inner.c.id, s.qbo_id, c.QuickBk_Status.label("status"), st.reason, st.fix, q.total_amt,
+                    q.balance, c.reg_no, s.mis_reg_no)
+             .select_from(inner.join(t.sent, s.invoice_id == inner.c.id).join(t.invoice, c.id == inner.c.id)
+                          .outerjoin(t.invoice_state, st.invoice_id == inner.c.id)
+                          .outerjoin(t.qbo_invoices, and_(q.qbo_id == s.qbo_id, _live())))
              .order_by(inner.c.id))
     with mis.read() as conn:
-        return [{"invoice_id": r.id, "qbo_id": r.qbo_id} for r in conn.execute(query)]
+        return [{"invoice_id": r.id, "qbo_id": r.qbo_id, "status": r.status, "reason": r.reason, "fix": r.fix,
+                 "paid": _paid(r.total_amt, r.balance), "student_changed": r.reg_no != r.mis_reg_no}
+                for r in conn.execute(query)]
 
 
-def changed_in_qbo(mis: Mis) -> list[dict]:
-    """Synced, unedited invoices whose live QuickBooks copy differs from what was sent: each with both
-    sides of the compared fields, and whether a payment is applied."""
+def _paid(total: Any, balance: Any) -> bool:
+    return balance is not None and total is not None and Decimal(balance) < Decimal(total)
+
+
+def changed_in_qbo(mis: Mis, read_at: datetime | None = None) -> list[dict]:
+    """Pushed, unedited invoices whose live QuickBooks copy differs from what was sent: each with both
+    sides of the compared fields, whether a payment is applied, and its status."""
     c, s, q = t.invoice.c, t.sent.c, t.qbo_invoices.c
-    edited = edited_query(mis).subquery()
+    edited = edited_query(mis, failed_too=True).subquery()
     differs = or_(*(not_(getattr(s, column).is_not_distinct_from(getattr(q, column))) for _, column in COMPARED),
                   q.lines != 1, not_(q.invoice_id.is_not_distinct_from(c.id)))
-    query = (select(c.id, s.qbo_id, q.total_amt, q.balance, q.lines, q.doc_number, q.invoice_id.label("doc_id"),
+    query = (select(c.id, c.QuickBk_Status.label("status"), s.qbo_id, q.total_amt, q.balance, q.lines, q.doc_number,
+                    q.invoice_id.label("doc_id"),
                     *(getattr(s, column).label(f"sent_{column}") for _, column in COMPARED),
                     *(getattr(q, column).label(f"qbo_{column}") for _, column in COMPARED))
              .select_from(t.invoice.join(t.sent, s.invoice_id == c.id).join(t.qbo_invoices, q.qbo_id == s.qbo_id))
-             .where(c.QuickBk_Status == Status.SYNCED, _live(), q.voided.is_(False), differs,
+             .where(_once_synced(c, s), _sent_before(s, read_at), _live(), q.voided.is_(False), differs,
                     c.id.not_in(select(edited.c.id)))
              .order_by(c.id))
     found = []
@@ -146,8 +193,8 @@ def changed_in_qbo(mis: Mis) -> list[dict]:
                 fields.append(("lines", "1", str(r.lines or 0)))
             if r.doc_id != r.id:
                 fields.append(("doc_number", f"MIS-{r.id}", r.doc_number))
-            paid = r.balance is not None and r.total_amt is not None and Decimal(r.balance) < Decimal(r.total_amt)
-            found.append({"invoice_id": r.id, "qbo_id": r.qbo_id, "fields": fields, "paid": paid})
+            found.append({"invoice_id": r.id, "qbo_id": r.qbo_id, "fields": fields,
+                          "paid": _paid(r.total_amt, r.balance), "status": r.status})
     return found
 
 

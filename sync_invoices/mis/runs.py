@@ -45,8 +45,8 @@ def heartbeat(mis: Mis, run_id: int, *, done: int | None = None, total: int | No
         values["progress_done"] = done
     if total is not None:
         values["progress_total"] = total
-    with mis.write() as conn:
-        conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(**values))
+    mis.transact(lambda conn: conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(**values)),
+                 doing="renewing the run's heartbeat")
 
 
 def finish_run(mis: Mis, run_id: int, *, state: str, synced: int, failed: int, adopted: int, updated: int,

@@ -210,6 +210,28 @@ sent = Table(
     Index("idx_qb_sent_qbo", "qbo_id"),
 )
 
+# MariaDB / MySQL only: a checksum of the MIS columns kept in qb_invoice_sent, as a generated column (so it
+# can never disagree with them) with an index, compared in blocks of ids with the same checksum of tbl_imvoice
+# to find MIS edits without a lookup per row (mis/edits.py). Both sides use this one expression.
+EDIT_COLUMNS = ("reg_no", "fee_category", "dept", "invoice_date", "comment")
+SENT_CHECKSUM = "mis_crc"
+
+
+def checksum_sql(prefix: str = "") -> str:
+    """CRC32 of the mapped MIS columns (named with `prefix`), NULLs told apart from empty values."""
+    names = [f"{prefix}{name}" for name in EDIT_COLUMNS]
+    nulls = ", ".join(f"ISNULL({n})" for n in names)
+    return f"CRC32(CONCAT_WS(0x1F, {', '.join(names)}, CONCAT({nulls})))"
+
+
+def add_sent_checksum(conn: Any, columns: set[str]) -> None:
+    """Add qb_invoice_sent's generated checksum column and its index (MariaDB / MySQL), once."""
+    if SENT_CHECKSUM not in columns:
+        conn.exec_driver_sql(f"ALTER TABLE qb_invoice_sent ADD COLUMN {SENT_CHECKSUM} INT UNSIGNED AS "
+                             f"({checksum_sql('mis_')}) STORED, "
+                             f"ADD INDEX idx_qb_sent_crc (invoice_id, {SENT_CHECKSUM})")
+
+
 runs = Table(
     "qb_sync_runs", qb_metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

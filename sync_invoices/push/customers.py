@@ -24,7 +24,7 @@ from typing import Callable
 
 from .. import failpoints, wire
 from ..audit import AuditTrail
-from ..errors import DuplicateName, QboError, Retriable, StaleObject
+from ..errors import CompanyBlocked, DuplicateName, QboError, Retriable, StaleObject
 from ..mis import Mis
 from ..mis.invoices import clear_customer_id, save_customer_ids
 from ..models import CustomerDraft, Person
@@ -158,6 +158,8 @@ class CustomerResolver:
                                                  message=f"customer {name!r}"))
             elif isinstance(answer, DuplicateName):
                 duplicates.append(name)
+            elif isinstance(answer, CompanyBlocked):
+                raise answer  # the company refuses every write: the run stops, nothing is quarantined
             elif answer is None or isinstance(answer, Retriable):
                 result.failures[name] = _transient(answer or Retriable("no answer for this customer"))
             else:

@@ -21,7 +21,7 @@ from typing import Callable
 
 from .. import wire
 from ..audit import AuditTrail
-from ..errors import NotExecuted, QboError, SyncError
+from ..errors import NotExecuted, QboError, Rejected, SyncError
 from ..qbo import Qbo, Stopped
 from ..qbo.limiter import Ticket
 from .writes import InvoiceOp, WriteSender, build_write
@@ -66,9 +66,10 @@ class Lanes:
         self._cancel = threading.Event()  # set when the lanes stop: their waits on the pacer end
         self.failure: BaseException | None = None
         self._pool = ThreadPoolExecutor(max_workers=batch_workers, thread_name_prefix="qbo-batch")
-        self._threads = [threading.Thread(target=self._batch_lane, name="lane-batch", daemon=True)]
-        self._threads += [threading.Thread(target=self._single_lane, name=f"lane-single-{n}", daemon=True)
-                          for n in range(single_workers)]
+        self._threads = [threading.Thread(target=self._guarded, args=(self._batch_lane,), name="lane-batch",
+                                          daemon=True)]
+        self._threads += [threading.Thread(target=self._guarded, args=(self._single_lane,), name=f"lane-single-{n}",
+                                           daemon=True) for n in range(single_workers)]
         for thread in self._threads:
             thread.start()
 
@@ -169,6 +170,18 @@ class Lanes:
         return self.failure or Stopped()
 
     # -- the lanes ----------------------------------------------------------------------------------
+
+    def _guarded(self, lane: Callable[[], None]) -> None:
+        # A lane that dies would leave its operations unsent and the run waiting for them: any error
+        # ends the run instead, with the error.
+        try:
+            lane()
+        except Stopped:
+            return  # the lanes are stopping
+        except BaseException as error:  # noqa: BLE001
+            if not isinstance(error, SyncError):
+                log.exception("a lane failed", exc_info=error)
+            self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
         with self._cond:
@@ -295,7 +308,22 @@ class Lanes:
                 items = [{"bId": f"c{i}", "operation": "create", "Customer": job.payload}
                          for i, job in enumerate(jobs)]
                 answers = dict(self.qbo.send_batch(request_id, wire.dumps({"BatchItemRequest": items}), len(jobs)))
-        except QboError as error:  # the request as a whole: every customer of it gets the same answer
-            answers = {f"c{i}": error for i in range(len(jobs))}
+        except QboError as error:  # the request as a whole
+            if len(jobs) > 1 and isinstance(error, Rejected):
+                # Refused as a whole: nothing of it was executed, and any one customer may be the cause. Each
+                # is sent on its own now, so only the one at fault fails (a customer is created once by name).
+                answers = {f"c{i}": self._create_alone(job) for i, job in enumerate(jobs)}
+            else:
+                answers = {f"c{i}": error for i in range(len(jobs))}
         for i, job in enumerate(jobs):
             job.answer.set_result(answers.get(f"c{i}"))  # type: ignore[arg-type]
+
+    def _create_alone(self, job: CustomerJob) -> "dict | QboError":
+        request_id = str(uuid.uuid4())
+        self.trail.commit([self.trail.record("customer_write", request_id=request_id,
+                                             message=f"create customer {job.name!r} alone (its batch was refused "
+                                                     "as a whole)")])
+        try:
+            return self.qbo.send_single("Customer", request_id, wire.dumps(job.payload))
+        except QboError as error:
+            return error

@@ -53,7 +53,8 @@ def status_change(outcome: Outcome, prior: InvoiceState, fingerprint: str | None
     state = InvoiceState(
         invoice_id=outcome.invoice_id, attempts=attempts, next_attempt_at=next_attempt, quarantined=quarantine,
         fingerprint=fingerprint if quarantine else prior.fingerprint, error_code=outcome.code or None,
-        reason=note, fix=outcome.fix or None, send_alone=outcome.alone)
+        # Once refused as part of a whole request, it goes alone until it is synced.
+        reason=note, fix=outcome.fix or None, send_alone=outcome.alone or prior.send_alone)
     return StatusChange(outcome.invoice_id, Status.FAILED, state=state), note
 
 
@@ -73,9 +74,12 @@ class Ledger:
 
     def _audited(self, action: str, records: list[dict]) -> ClaimHook:
         def hook(conn: Connection, claimed: list[Claimed]) -> None:
-            # A transaction run again after a deadlock starts its records afresh.
+            # A transaction run again after a deadlock starts its records afresh. The JSON lines go last,
+            # before the commit: a claim whose audit cannot be written (a full or read-only log directory)
+            # is rolled back, so no row is ever claimed without its record.
             records[:] = [self.trail.record(action, c.id, old=c.old_status, new=Status.IN_PROGRESS) for c in claimed]
             insert_audit(conn, records)
+            self.trail.append(records)
         return hook
 
     def claim_eligible(self, limit: int, only: Sequence[int] | None = None) -> list[Claimed]:
@@ -85,7 +89,6 @@ class Ledger:
         records: list[dict] = []
         claimed = claim_eligible(self.mis, self.run_id, limit, self.pushed_by, only=only,
                                  on_claim=self._audited("claimed", records))
-        self.trail.append(records)
         return claimed
 
     def claim_ids(self, ids: Sequence[int], from_statuses: Iterable[Status], action: str = "claimed") -> list[Claimed]:
@@ -94,7 +97,6 @@ class Ledger:
         records: list[dict] = []
         claimed = claim_ids(self.mis, ids, self.run_id, self.pushed_by, from_statuses,
                             on_claim=self._audited(action, records))
-        self.trail.append(records)
         return claimed
 
     def settle(self, outcomes: Iterable[Outcome], states: dict[int, InvoiceState],

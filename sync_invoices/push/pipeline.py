@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from .. import failpoints
 from ..errors import LockLost, Retriable
 from ..judge import decide, unusable_items
-from ..mapping import customer_draft, invoice_payload, plan_invoice, target_of
+from ..mapping import customer_draft, doc_number, invoice_payload, plan_invoice, target_of
 from ..mis import Mis
 from ..mis.bookkeeping import load_sent, load_states, quarantined_states, release_quarantine
 from ..mis.invoices import load_invoices, mapped_item_ids
@@ -108,8 +108,10 @@ class Pipeline:
                 # this run's to finish once that run's lease has run out.
                 expires = self.take_over()
                 taken_at = self.mis.clock()
-                if expires is None:
+                if expires is None and not self.settler.took_over:
                     return
+                if expires is None:
+                    continue  # what it released is claimed again (or settled) by this run
                 upcoming = expires
             if upcoming is not None:
                 # Nothing else to do: wait for the next unanswered write to be settleable.
@@ -126,6 +128,9 @@ class Pipeline:
         room = self.chunk
         if scope.limit is not None:
             room = min(room, scope.limit - self.claimed)
+        if self.settler.released_edits:  # a dead run's claimed edits, released to "synced": sent by this run
+            taken, self.settler.released_edits = self.settler.released_edits, []
+            edits.extend(i for i in taken if i not in edits and (scope.ids is None or i in scope.ids))
         if room > 0:
             while edits:
                 take, edits[:] = edits[:room], edits[room:]
@@ -202,8 +207,14 @@ class Pipeline:
                 ) -> tuple[list[InvoiceOp], list[Outcome]]:
         if not ready:
             return [], []
+        links = {}
+        for plan, _ in ready:
+            row, state, baseline = rows[plan.invoice_id], states.get(plan.invoice_id), sent.get(plan.invoice_id)
+            was_synced = state is not None and state.claimed_from == Status.SYNCED
+            links[plan.invoice_id] = baseline.qbo_id if baseline else (row.quickbooks_id if was_synced else None)
         try:
-            found = self.qbo.find_invoices(plan.doc_number for plan, _ in ready)
+            found = self.qbo.find_invoices([plan.doc_number for plan, _ in ready])
+            renumbered = self._renumbered({i: q for i, q in links.items() if q}, found)
         except Retriable as error:
             return [], [Outcome.retry_later(p.invoice_id, error.code, f"Could not look up {p.doc_number}: "
                                             f"{error.describe()}") for p, _ in ready]
@@ -211,9 +222,9 @@ class Pipeline:
         for plan, customer_id in ready:
             row, state = rows[plan.invoice_id], states.get(plan.invoice_id)
             target = target_of(plan, customer_id)
-            baseline = sent.get(plan.invoice_id)
-            was_synced = state is not None and state.claimed_from == Status.SYNCED
-            linked = baseline.qbo_id if baseline else (row.quickbooks_id if was_synced else None)
+            linked = links[plan.invoice_id]
+            if plan.invoice_id in renumbered:
+                found[plan.doc_number] = [renumbered[plan.invoice_id]]
             note = "repaired: " + "; ".join(plan.warnings) if plan.warnings else ""
             decision = decide(plan.invoice_id, target, linked, found.get(plan.doc_number, []), row.mis_values,
                               note=note)
@@ -225,6 +236,17 @@ class Pipeline:
                                  note=note, alone=bool(state and state.send_alone), prior=state,
                                  fingerprint=fingerprints.get(plan.invoice_id, "")))
         return ops, outcomes
+
+    def _renumbered(self, links: dict[int, str], found: dict[str, list[dict]]) -> dict[int, dict]:
+        # A linked invoice its DocNumber no longer finds may have been renumbered, not deleted: asked for
+        # by its Id (one query per 100), so that it is never taken for missing and created twice.
+        lost = {invoice_id: qbo_id for invoice_id, qbo_id in links.items()
+                if not any(str(i.get("Id")) == str(qbo_id) for i in found.get(doc_number(invoice_id), []))}
+        if not lost:
+            return {}
+        by_id = {str(i.get("Id")): i for i in self.qbo.find_named("Invoice", lost.values(), field="Id",
+                                                                   include_inactive=False)}
+        return {invoice_id: by_id[str(qbo_id)] for invoice_id, qbo_id in lost.items() if str(qbo_id) in by_id}
 
     # -- checks made once per run -------------------------------------------------------------------
 

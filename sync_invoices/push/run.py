@@ -15,10 +15,12 @@ import threading
 from datetime import datetime
 from typing import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from ..audit import AuditTrail
-from ..errors import ConfigError, Interrupted, NotExecuted, Retriable, SyncError
+from ..errors import ConfigError, Interrupted, MisUnavailable, NotExecuted, Retriable, SyncError
 from ..lock import CompanyLock
-from ..mis import Mis
+from ..mis import Mis, describe_db_error, privileges
 from ..mis.bookkeeping import load_states, release_quarantine
 from ..mis.claims import count_eligible, count_remaining, count_status, owned
 from ..mis.edits import edited_ids
@@ -69,7 +71,9 @@ class _Tally:
 
 
 class _Guard(threading.Thread):
-    """Renews the run's heartbeat and checks the company lock, every third of the lease."""
+    """Renews the run's heartbeat and checks the company lock, every third of the lease. A heartbeat
+    that fails (the MIS connection lost) stops the run like any other lost connection: `healthy` raises
+    it in the producer."""
 
     def __init__(self, mis: Mis, lock: CompanyLock, run_id: int, every: float) -> None:
         super().__init__(name="run-guard", daemon=True)
@@ -78,18 +82,34 @@ class _Guard(threading.Thread):
         self.total: int | None = None
         self._halt = threading.Event()
         self.lock_ok = True
+        self.failure: BaseException | None = None
 
     def run(self) -> None:
-        while not self._halt.wait(self.every):
+        while self.failure is None and not self._halt.wait(self.every):
             self.beat()
 
     def beat(self) -> None:
         """One heartbeat (also called when progress is made)."""
-        self.lock_ok = self.lock.verify()
         try:
+            self.lock_ok = self.lock.verify()
             heartbeat(self.mis, self.run_id, done=self.done, total=self.total)
         except SyncError as error:
             log.warning("heartbeat failed: %s", error)
+            self.failure = error
+        except SQLAlchemyError as error:
+            log.warning("heartbeat failed: %s", error)
+            self.failure = MisUnavailable(f"The MIS database at {self.mis.shown_url} failed while renewing the run's "
+                                          f"heartbeat: {describe_db_error(error)}.",
+                                          fix="Check the database server; nothing is lost: the next run resumes.")
+        except Exception as error:  # noqa: BLE001 - a bug: the run stops, the traceback goes to the log only
+            log.exception("heartbeat failed")
+            self.failure = error
+
+    def healthy(self) -> bool:
+        """False when the lock was lost; raises what made the heartbeat fail."""
+        if self.failure is not None:
+            raise self.failure
+        return self.lock_ok
 
     def halt(self) -> None:
         """Stop beating."""
@@ -117,6 +137,7 @@ class PushRun:
         settings = self.settings
         settings.require_qbo()
         self.mis.ensure_tables()
+        privileges.check(self.mis)  # a missing grant stops the run here, before anything is claimed
         lock = CompanyLock(self.mis, settings.qbo_realm_id or "", settings.token_file.parent / "locks")
         lock.acquire()
         try:
@@ -170,6 +191,7 @@ class PushRun:
         ledger.on_settled = tally
         lanes: Lanes | None = None
         state, exit_code, message = "failed", 2, ""
+        mis_lost = False
         try:
             trail.check_writable(command)  # a read-only or full log directory stops the run before any claim
             guard.start()
@@ -188,7 +210,7 @@ class PushRun:
                 pipeline = Pipeline(mis, qbo, ledger, customers, lanes, settler,
                                     default_item_id=settings.qbo_default_item_id,
                                     chunk=max(LOOKUP_CHUNK, batch_size) if command == "all" else batch_size,
-                                    stop=self.stop.event, lock_ok=lambda: guard.lock_ok, take_over=take_over,
+                                    stop=self.stop.event, lock_ok=guard.healthy, take_over=take_over,
                                     take_over_every=settings.run_lease_seconds)
                 pipeline.run(scope)
             if after is not None and not self.stop.requested:
@@ -207,11 +229,15 @@ class PushRun:
             raise
         except SyncError as error:
             exit_code, message = error.exit_code, str(error)
+            mis_lost = isinstance(error, MisUnavailable)
+            raise
+        except SQLAlchemyError as error:
+            message = f"the MIS database failed: {error}"[:500]
             raise
         finally:
             guard.halt()
             if lanes is not None:
-                self._wind_down(lanes, ledger, run_id)
+                self._wind_down(lanes, ledger, run_id, quick=mis_lost)
             summary.synced = tally.count(Kind.SYNCED, Kind.ADOPTED, Kind.UPDATED, Kind.UNCHANGED)
             summary.adopted = tally.count(Kind.ADOPTED)
             summary.updated = tally.count(Kind.UPDATED)
@@ -265,20 +291,26 @@ class PushRun:
         return 1 if failed or any(k not in (Kind.SYNCED, Kind.ADOPTED, Kind.UPDATED, Kind.UNCHANGED)
                                   for k in tally.final.values()) else 0
 
-    def _wind_down(self, lanes: Lanes, ledger: Ledger, run_id: int) -> None:
-        """Send nothing more; give requests in flight the grace period; release what was never sent."""
-        grace = self.settings.stop_grace_seconds if self.stop.requested else self.settings.read_timeout_seconds
+    def _wind_down(self, lanes: Lanes, ledger: Ledger, run_id: int, *, quick: bool = False) -> None:
+        """Send nothing more; give requests in flight the grace period; release what was never sent. Each
+        step is tried on its own: with the MIS gone, what cannot be released is taken over by the next run
+        (its owner is no longer alive), and the lanes are closed whatever happened."""
+        grace = (self.settings.stop_grace_seconds if self.stop.requested or quick
+                 else self.settings.read_timeout_seconds)
         unsent = lanes.stop()
         try:
             if unsent:
                 ledger.settle([Outcome.released(op.invoice_id, "not sent: the run stopped") for op in unsent],
                               {op.invoice_id: op.prior for op in unsent if op.prior is not None})
-            lanes.close(grace)
+        except (SyncError, NotExecuted, SQLAlchemyError) as error:
+            log.warning("could not release this run's unsent claims: %s", error)
+        lanes.close(grace)
+        try:
             free = [i for i, request_id in owned(self.mis, run_id) if request_id is None]
             if free:
                 ledger.settle([Outcome.released(i, "claimed but not sent before the run ended") for i in free],
                               load_states(self.mis, free))
-        except (SyncError, NotExecuted) as error:
+        except (SyncError, NotExecuted, SQLAlchemyError) as error:
             log.warning("could not release this run's claims: %s", error)
 
     def _record_end(self, summary: RunSummary, done: int) -> None:
@@ -287,5 +319,5 @@ class PushRun:
             finish_run(self.mis, summary.run_id or 0, state=summary.state, synced=summary.synced,
                        failed=summary.failed, adopted=summary.adopted, updated=summary.updated,
                        remaining=summary.remaining, exit_code=summary.exit_code, message=summary.message, done=done)
-        except SyncError as error:
+        except (SyncError, SQLAlchemyError) as error:
             log.warning("could not record the end of run %s: %s", summary.run_id, error)

@@ -23,7 +23,7 @@ from ..mis.bookkeeping import bound_ids, load_states, open_writes
 from ..mis.claims import take_over
 from ..mis.invoices import load_invoices
 from ..mis.runs import heartbeats_of_owners, live_runs, mark_dead_runs
-from ..models import WriteRecord
+from ..models import Status, WriteRecord
 from ..outcomes import Outcome
 from ..qbo import Qbo
 from .ledger import Ledger
@@ -44,6 +44,9 @@ class Settler:
         self.wait = timedelta(seconds=settle_after_seconds)
         self.default_item_id = default_item_id
         self.in_flight = in_flight
+        self._watched: dict[int, datetime] = {}  # owners of rows in progress, and the heartbeat first seen
+        self.released_edits: list[int] = []  # MIS edits a dead run had claimed, back to "synced": to be sent
+        self.took_over = False  # the last take-over found rows or writes of a dead run
 
     def take_over_dead(self, *, exclusive: bool, lease_seconds: float) -> datetime | None:
         """Own the rows and open writes of runs that are not alive (all others, when this run's lock is
@@ -52,19 +55,25 @@ class Settler:
         will count as dead (None: no such run), so an idle run can wait for it instead of ending."""
         live = set() if exclusive else live_runs(self.mis, lease_seconds)
         taken = take_over(self.mis, self.run_id, live)
+        self.took_over = bool(taken)
         mark_dead_runs(self.mis, live | {self.run_id})
         free = [i for i, request_id in taken if request_id is None]
         if free:
             states = load_states(self.mis, free)
             self.ledger.settle([Outcome.released(i, "left in progress by a run that stopped before sending it")
                                 for i in free], states)
+            self.released_edits += [i for i in free if states.get(i) and states[i].claimed_from == Status.SYNCED]
         if exclusive:
             return None
-        # A holder that missed two heartbeats is probably dead (a kill, then a prompt restart): its rows
-        # are taken once its lease runs out. One that beats is alive and working: nothing to wait for.
-        now, lease = self.mis.clock(), timedelta(seconds=lease_seconds)
-        suspects = [beat + lease for beat in heartbeats_of_owners(self.mis, self.run_id).values()
-                    if beat is not None and now - beat > lease * 2 / 3]
+        # A run that holds rows may be dead (killed just before this one started: a prompt restart) or
+        # alive (it lost the lock to this one). Watched: one whose heartbeat moves is alive and working, and
+        # is left alone; one whose heartbeat stays still is waited for until its lease runs out, then taken.
+        lease = timedelta(seconds=lease_seconds)
+        suspects = []
+        for run_id, beat in heartbeats_of_owners(self.mis, self.run_id).items():
+            if beat is None or self._watched.setdefault(run_id, beat) != beat:
+                continue
+            suspects.append(beat + lease)
         return min(suspects, default=None)
 
     def open(self) -> list[WriteRecord]:

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
 
 import requests
@@ -44,6 +44,8 @@ IN_LIST_SIZE = 100
 API_BASES = {"sandbox": "https://sandbox-quickbooks.api.intuit.com/v3",
              "production": "https://quickbooks.api.intuit.com/v3"}
 BeforeSend = Callable[[int], None]
+# The one I/O seam (as httpx's `transport=`): method, URL, headers, params, body, (connect, read) timeouts.
+Transport = Callable[[str, str, dict, Any, Any, tuple[float, float]], requests.Response]
 MAX_REFUSALS = 3  # refreshed access tokens refused within one call before a human is asked
 
 
@@ -95,7 +97,7 @@ class Qbo:
     """One QuickBooks company: lookups, writes and reads, within the limits."""
 
     def __init__(self, settings: Settings, authorizer: Authorizer, pacer: Pacer | None = None, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, transport: Transport | None = None) -> None:
         settings.require_qbo()
         self.settings = settings
         self.authorizer = authorizer
@@ -111,6 +113,9 @@ class Qbo:
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(settings.max_concurrency, 2), max_retries=0)
         self._http.mount("http://", adapter)
         self._http.mount("https://", adapter)
+        self._transport: Transport = transport or (
+            lambda method, url, headers, params, body, timeout: self._http.request(
+                method, url, headers=headers, params=params, data=body, timeout=timeout))
         self._client = _Client(company_id=settings.qbo_realm_id, minorversion=MINOR_VERSION, use_decimal=True)
         self._client.edge = self
         self.realm = settings.qbo_realm_id
@@ -159,10 +164,15 @@ class Qbo:
                 # On record, stamped "sent now", before a byte leaves (the write protocol's first rule).
                 self._local.attempt = getattr(self._local, "attempt", 0) + 1
                 before_send(self._local.attempt)
+            ticket.go(self.closed)
+            # The wait for the second's budget may have outlived that token (another request was refused
+            # and refreshed meanwhile): the freshest one known goes out.
+            token = self.authorizer.latest_access_token() or token
+            self._local.token = token
+            headers["Authorization"] = f"Bearer {token}"
             try:
-                response = self._http.request(method, url, headers=headers, params=params, data=body,
-                                              timeout=(self.settings.connect_timeout_seconds,
-                                                       self.settings.read_timeout_seconds))
+                response = self._transport(method, url, headers, params, body,
+                                           (self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds))
             except requests.RequestException as exc:
                 if _never_connected(exc):
                     raise NotExecuted(f"Cannot connect to QuickBooks ({type(_root_cause(exc)).__name__}).",
@@ -331,7 +341,9 @@ class Qbo:
 
     def changes_since(self, entities: Iterable[str], since: datetime) -> tuple[dict[str, list[dict]], str]:
         """What changed since `since` (change data capture): objects by entity, and QuickBooks' time."""
-        stamp = since.isoformat(timespec="seconds")  # with its UTC offset: QuickBooks reads it as given
+        # Always with an explicit offset: QuickBooks would read a bare time in the company's own zone.
+        aware = since if since.tzinfo is not None else since.replace(tzinfo=timezone.utc)
+        stamp = aware.isoformat(timespec="seconds")
         body = self._call("read", lambda: self._client.get(self.url("cdc"), params={
             "entities": ",".join(entities), "changedSince": stamp}))
         found: dict[str, list[dict]] = {}

@@ -2,8 +2,11 @@
 
 QuickBooks holds four limits at once for a company: 500 requests a minute (batch included), 40 batch
 requests a minute, 10 requests a second, 10 in flight. Each budget is a sliding log of send times, so
-no window of QuickBooks' length ever holds more than its limit, whichever way QuickBooks counts; a
-small margin absorbs jitter between our stamps and QuickBooks' arrival times.
+no window of QuickBooks' length ever holds more than its limit, whichever way QuickBooks counts. A
+request is admitted on its minute budgets, its write is put on record, and only then does it `go`:
+the second's budget is taken and every stamp moved to that moment, so our stamps are the moments
+requests leave (a database commit in between would otherwise let arrivals bunch up: a 429); a small
+margin absorbs what jitter is left between our stamps and QuickBooks' arrival times.
 
 The minute is split so that nothing starves: batch requests have their own 40; the other 460 are
 shared by reads and single-operation writes, and singles may take all of them but a small reserve,
@@ -23,7 +26,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 WINDOW_MARGIN_SECONDS = 1.0
-SECOND_MARGIN_SECONDS = 0.1
+SECOND_MARGIN_SECONDS = 0.2  # 10 a second over 1.2 s is still the 500 a minute: never the binding budget
 READ_RESERVE_PER_MINUTE = 20
 KINDS = ("batch", "single", "read")
 POLL_SECONDS = 0.5
@@ -69,14 +72,32 @@ class SlidingWindow:
         """Count one request at `now`."""
         self._stamps.append(now)
 
+    def move(self, earlier: float, now: float) -> None:
+        """A request counted at `earlier` actually leaves `now`: count it then (the log stays in order)."""
+        try:
+            self._stamps.remove(earlier)
+        except ValueError:
+            pass  # already out of the window
+        self._stamps.append(now)
+
 
 class Ticket:
-    """Leave to send one request: its budgets are taken and it holds an in-flight slot until released."""
+    """Leave to send one request: its minute budgets are taken and it holds an in-flight slot until
+    released; `go()` takes the second's budget and counts everything at the moment it leaves."""
 
-    def __init__(self, pacer: "Pacer", kind: str) -> None:
+    def __init__(self, pacer: "Pacer", kind: str, stamped: float) -> None:
         self.pacer = pacer
         self.kind = kind
+        self.stamped = stamped
+        self.gone = False
         self.used = False
+
+    def go(self, cancel: threading.Event | None = None) -> None:
+        """The request leaves now (its write already on record): wait for the second's budget, and count
+        the request in every window at this moment, so that our stamps are QuickBooks' arrival times."""
+        if not self.gone:
+            self.gone = True
+            self.pacer._go(self, cancel)
 
     def release(self) -> None:
         """The request is done (or will never be sent)."""
@@ -95,12 +116,11 @@ class Pacer:
         batch = min(batch_requests_per_minute, requests_per_minute)
         others = max(requests_per_minute - batch, 1)
         reserve = min(READ_RESERVE_PER_MINUTE, others // 2)
-        second = SlidingWindow(requests_per_second, 1.0 + SECOND_MARGIN_SECONDS)
+        self._second = SlidingWindow(requests_per_second, 1.0 + SECOND_MARGIN_SECONDS)
         self._batch = SlidingWindow(batch, minute)
         self._others = SlidingWindow(others, minute)
         self._singles = SlidingWindow(others - reserve, minute)
-        self._budgets = {"batch": (self._batch, second), "single": (self._singles, self._others, second),
-                         "read": (self._others, second)}
+        self._budgets = {"batch": (self._batch,), "single": (self._singles, self._others), "read": (self._others,)}
         self.max_concurrency = max_concurrency
         self._cond = threading.Condition()
         self._in_flight = 0
@@ -123,7 +143,7 @@ class Pacer:
     def _delay(self, kind: str, now: float) -> float:
         if self._in_flight >= self.max_concurrency:
             return POLL_SECONDS
-        return max([self._paused_until - now, *(w.wait(now) for w in self._budgets[kind])])
+        return max([self._paused_until - now, self._second.wait(now), *(w.wait(now) for w in self._budgets[kind])])
 
     def batch_ready(self) -> bool:
         """Whether a batch request could go right now (the batch budget of the minute is not spent)."""
@@ -150,10 +170,7 @@ class Pacer:
                 delay = self._delay(kind, now)
                 if delay <= 0:
                     break
-                if self._sleep is time.sleep:
-                    self._cond.wait(min(delay, POLL_SECONDS))
-                else:
-                    self._sleep_unlocked(delay)
+                self._wait(delay)
             for window in self._budgets[kind]:
                 window.stamp(now)
             self._in_flight += 1
@@ -163,7 +180,27 @@ class Pacer:
             self.stats.reads += int(kind == "read")
             self.stats.max_in_flight = max(self.stats.max_in_flight, self._in_flight)
             self.stats.in_flight = self._in_flight
-        return Ticket(self, kind)
+        return Ticket(self, kind, now)
+
+    def _wait(self, delay: float) -> None:
+        if self._sleep is time.sleep:
+            self._cond.wait(min(delay, POLL_SECONDS))
+        else:
+            self._sleep_unlocked(delay)
+
+    def _go(self, ticket: Ticket, cancel: threading.Event | None) -> None:
+        with self._cond:
+            while True:
+                if self._closed or (cancel is not None and cancel.is_set()):
+                    raise Stopped()
+                now = self._clock()
+                delay = self._second.wait(now)
+                if delay <= 0:
+                    break
+                self._wait(delay)
+            self._second.stamp(now)
+            for window in self._budgets[ticket.kind]:
+                window.move(ticket.stamped, now)
 
     def _sleep_unlocked(self, delay: float) -> None:
         # An injected sleep (tests): release the lock while "sleeping".
@@ -181,9 +218,10 @@ class Pacer:
 
     @contextmanager
     def slot(self, kind: str, cancel: threading.Event | None = None) -> Iterator[Ticket]:
-        """One request of `kind`, in flight for the duration."""
+        """One request of `kind`, leaving now and in flight for the duration."""
         ticket = self.acquire(kind, cancel)
         try:
+            ticket.go(cancel)
             yield ticket
         finally:
             ticket.release()

@@ -5,7 +5,6 @@ anything uses the new access token (qbo_facts s.7).
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from datetime import datetime, timezone
@@ -19,26 +18,16 @@ from intuitlib.exceptions import AuthClientError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ..errors import AuthorizationNeeded, ConfigError, Retriable
-from ..settings import Settings
+from ..settings import Settings, is_loopback
 from ..tokens import TokenStore, Tokens
 
 HARD_EXPIRY_HEADER = "x-include-refresh-token-hard-expires-in"
 
 
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_transport(name: str, url: str) -> None:
     """Plain http:// only to a loopback address (the local sandbox); https everywhere else."""
     scheme = urlsplit(url).scheme
-    if scheme == "https" or (scheme == "http" and _is_loopback(url)):
+    if scheme == "https" or (scheme == "http" and is_loopback(urlsplit(url).hostname or "")):
         return
     raise ConfigError(f"{name} must be an https:// URL (plain http is allowed only on loopback), got {url!r}.",
                       fix=f"Fix {name}.")
@@ -145,6 +134,11 @@ class Authorizer:
                 self._tokens = self._refresh()
             return self._tokens.access_token  # type: ignore[return-value]
 
+    def latest_access_token(self) -> str | None:
+        """The newest access token this process holds, without refreshing (None before the first)."""
+        with self._lock:
+            return self._tokens.access_token if self._tokens is not None else None
+
     def refused(self, access_token: str) -> None:
         """QuickBooks refused this access token (401): the next call refreshes, unless another
         process already has."""
@@ -153,10 +147,15 @@ class Authorizer:
 
     @property
     def lock_timeout(self) -> float:
-        """Longer than one refresh can take (the discovery document, then the token call, each up to
-        the connect and read timeouts), so a waiting process never gives up on a refresh in progress."""
-        one_call = self.settings.connect_timeout_seconds + self.settings.read_timeout_seconds
-        return 2 * one_call * self.settings.request_attempts + 30
+        """Longer than one refresh can take, so a waiting process never gives up on a refresh in progress:
+        the discovery document (request_attempts tries, each up to the connect and read timeouts, with
+        auth_client's back-off between them), then the token call, plus a margin."""
+        settings = self.settings
+        one_call = settings.connect_timeout_seconds + settings.read_timeout_seconds
+        # wait_exponential_jitter(initial=backoff, max=30 * backoff) waits at most backoff * 2**n + 1 (its jitter).
+        backoff = sum(min(settings.backoff_seconds * 2 ** n + 1, 30 * settings.backoff_seconds)
+                      for n in range(settings.request_attempts - 1))
+        return (settings.request_attempts + 1) * one_call + backoff + 30
 
     def _refresh(self) -> Tokens:
         with self.store.lock(timeout=self.lock_timeout):

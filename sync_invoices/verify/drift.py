@@ -13,6 +13,8 @@ accountant reads and the fix; found set-based in SQL (mis/mirror.py), worded her
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from dataclasses import field as attribute
+from datetime import datetime
 from typing import Any
 
 from ..mapping import doc_number, plan_invoice, target_of
@@ -40,10 +42,13 @@ class Drift:
     action: str = "none"
     reason: str = ""
     fix: str = ""
+    # Not in the JSON document: what the repair needs to know.
+    held: bool = attribute(default=False, repr=False)  # a human decides (a payment is applied; renumbered)
+    failed: bool = attribute(default=False, repr=False)  # the MIS row is failed (status 2), not synced
 
     def as_json(self) -> dict[str, Any]:
         """The entry of verify's JSON document."""
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in ("held", "failed")}
 
 
 def _text(value: Any) -> str | None:
@@ -59,22 +64,42 @@ def field_changes(want: Target, have: Sent | Target) -> list[tuple[str, str | No
     return [(name, _text(a), _text(b)) for name, a, b in pairs if _text(a) != _text(b)]
 
 
-def _mis_target(row: InvoiceRow, sent: Sent | None, default_item_id: str | None) -> Target | None:
+def _mis_target(row: InvoiceRow, sent: Sent | None, default_item_id: str | None, *,
+                new_customer: bool = False) -> Target | None:
     plan = plan_invoice(row, default_item_id)
     if not plan.valid:
         return None
-    customer = row.person.qbo_id if row.person and row.person.qbo_id else (sent.customer_id if sent else None)
+    if row.person and row.person.qbo_id:
+        customer: str | None = row.person.qbo_id
+    elif new_customer and plan.display_name:
+        customer = f"(customer {plan.display_name}, created at the push)"  # a student not pushed before
+    else:
+        customer = sent.customer_id if sent else None
     return target_of(plan, customer)
 
 
-def find_drift(mis: Mis, default_item_id: str | None) -> tuple[list[Drift], list[tuple[int, Sent, Any]]]:
-    """Every drift the mirror, the MIS and the sent baseline show; and the synced invoices pushed by an
-    older version whose QuickBooks copy matches the MIS (they get their baseline now)."""
+PAID_FIX = ("A payment is applied: the accountant corrects it in QuickBooks (unapply the payment, or a credit "
+            "memo), or the MIS is corrected to match.")
+
+
+def _failure(r: dict) -> str:
+    # A pushed invoice whose last push failed (status 2) says why, in the accountant's words.
+    return f" The last push failed: {r['reason']}" if r.get("status") == 2 and r.get("reason") else ""
+
+
+def find_drift(mis: Mis, default_item_id: str | None, read_at: datetime | None = None
+               ) -> tuple[list[Drift], list[tuple[int, Sent, Any]]]:
+    """Every drift the mirror (read from QuickBooks from `read_at` on), the MIS and the sent baseline show;
+    and the synced invoices pushed by an older version whose QuickBooks copy matches the MIS (they get their
+    baseline now)."""
     found: list[Drift] = []
-    for r in mirror.missing(mis):
-        found.append(Drift("missing_in_qbo", r["invoice_id"], r["qbo_id"], doc_number(r["invoice_id"]),
-                           reason=f"{doc_number(r['invoice_id'])} (QuickBooks invoice {r['qbo_id']}) was deleted in "
-                                  "QuickBooks; the MIS still charges it.",
+    for r in mirror.missing(mis, read_at):
+        doc, qbo = doc_number(r["invoice_id"]), f" (QuickBooks invoice {r['qbo_id']})" if r["qbo_id"] else ""
+        asked = r["status"] in (None, 0)
+        found.append(Drift("missing_in_qbo", r["invoice_id"], r["qbo_id"], doc, failed=r["status"] == 2,
+                           reason=f"{doc}{qbo} was deleted in QuickBooks; the MIS still charges it"
+                                  + ("; creating it again was asked for and is not done yet." if asked else ".")
+                                  + ("" if asked else _failure(r)),
                            fix="`sync_invoices verify --repair` creates it again (with a new request id); if the "
                                "deletion was right, cancel the fee in the MIS instead."))
     for r in mirror.voided(mis):
@@ -88,26 +113,36 @@ def find_drift(mis: Mis, default_item_id: str | None) -> tuple[list[Drift], list
     sent = load_sent(mis, list(rows))
     for e in edited:
         row, baseline = rows.get(e["invoice_id"]), sent.get(e["invoice_id"])
-        target = _mis_target(row, baseline, default_item_id) if row else None
+        target = _mis_target(row, baseline, default_item_id, new_customer=e["student_changed"]) if row else None
         changes = field_changes(target, baseline) if target and baseline else []
+        doc = doc_number(e["invoice_id"])
+        # The push's own guard: a paid invoice takes a new date or note, not a new amount or customer.
+        paid = e["paid"] and (not changes or any(n in ("amount", "customer") for n, _, _ in changes))
         for name, new, old in changes or [(None, None, None)]:
-            found.append(Drift("changed_in_mis", e["invoice_id"], e["qbo_id"], doc_number(e["invoice_id"]),
-                               field=name, mis=new, qbo=old,
-                               reason=f"{doc_number(e['invoice_id'])} was edited in the MIS"
-                                      f"{f' ({name})' if name else ''} and the edit is not in QuickBooks yet.",
-                               fix="`sync_invoices all` (or `verify --repair`) pushes it as an update."))
-    for e in mirror.changed_in_qbo(mis):
+            reason = (f"{doc} was edited in the MIS{f' ({name})' if name else ''} and the edit is not in QuickBooks "
+                      "yet" + (", which has a payment applied to it." if paid else ".") + _failure(e))
+            fix = (e["fix"] if e["status"] == 2 and e.get("fix") else PAID_FIX if paid else
+                   "`sync_invoices all` (or `verify --repair`) pushes it as an update.")
+            found.append(Drift("changed_in_mis", e["invoice_id"], e["qbo_id"], doc, field=name, mis=new, qbo=old,
+                               reason=reason, fix=fix, held=paid, failed=e["status"] == 2))
+    for e in mirror.changed_in_qbo(mis, read_at):
+        doc = doc_number(e["invoice_id"])
         for name, sent_value, qbo_value in e["fields"]:
-            paid = e["paid"] and name in ("customer", "amount")
-            found.append(Drift("changed_in_qbo", e["invoice_id"], e["qbo_id"], doc_number(e["invoice_id"]),
-                               field=name, mis=_text(sent_value), qbo=_text(qbo_value),
-                               reason=f"{doc_number(e['invoice_id'])} was changed in QuickBooks ({name}: "
-                                      f"{_text(qbo_value)} instead of {_text(sent_value)})"
-                                      + (", and a payment is applied to it." if e["paid"] else "."),
-                               fix=("A payment is applied: the accountant corrects it in QuickBooks (unapply, or a "
-                                    "credit memo), or the MIS is corrected to match." if paid else
-                                    "`sync_invoices verify --repair` puts the MIS values back; if QuickBooks is "
-                                    "right, correct the MIS instead.")))
+            renumbered = name == "doc_number"
+            if renumbered:
+                reason = (f"{doc} (QuickBooks invoice {e['qbo_id']}) was renumbered in QuickBooks: it is now "
+                          f"{_text(qbo_value)}.")
+                fix = (f"A human decides: the accountant gives it back the number {doc}, or says why it was "
+                       "renumbered. Nothing is created meanwhile.")
+            else:
+                reason = (f"{doc} was changed in QuickBooks ({name}: {_text(qbo_value)} instead of "
+                          f"{_text(sent_value)})" + (", and a payment is applied to it." if e["paid"] else ".")
+                          + _failure(e))
+                fix = PAID_FIX if e["paid"] else ("`sync_invoices verify --repair` puts the MIS values back; if "
+                                                  "QuickBooks is right, correct the MIS instead.")
+            found.append(Drift("changed_in_qbo", e["invoice_id"], e["qbo_id"], doc, field=name,
+                               mis=_text(sent_value), qbo=_text(qbo_value), held=renumbered or e["paid"],
+                               failed=e["status"] == 2, reason=reason, fix=fix))
     for r in mirror.orphans(mis):
         found.append(Drift("orphan", r["invoice_id"], r["qbo_id"], r["doc_number"],
                            reason=f"{r['doc_number']} (QuickBooks invoice {r['qbo_id']}) has no MIS row any more "
@@ -124,8 +159,10 @@ def find_drift(mis: Mis, default_item_id: str | None) -> tuple[list[Drift], list
                                reason=f"QuickBooks has {len(copies)} invoices numbered {doc} (Invoices {ids}).",
                                fix="A human decides: the accountant keeps the one that is this fee (the one the MIS "
                                    "links, if any) and voids the others."))
+    # A failed row whose QuickBooks copy shows another drift is that drift; otherwise it is not marked synced.
+    explained = {d.invoice_id for d in found if d.kind in ("missing_in_qbo", "changed_in_mis", "changed_in_qbo")}
     for r in mirror.not_marked(mis):
-        if r["doc_number"] in groups:
+        if r["doc_number"] in groups or r["invoice_id"] in explained:
             continue
         found.append(Drift("not_marked_synced", r["invoice_id"], r["qbo_id"], r["doc_number"],
                            reason=f"QuickBooks has {r['doc_number']} (Invoice {r['qbo_id']}) but the MIS row is not "

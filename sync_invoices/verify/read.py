@@ -10,10 +10,12 @@ mirror is keyed by Id, so an object seen twice is stored once).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from ..errors import Rejected
 from ..judge import is_voided, sales_lines, values_in
 from ..mapping import DOC_PREFIX, invoice_id_of
 from ..mis import Mis
@@ -21,7 +23,10 @@ from ..mis.mirror import mark_deleted, mark_unseen_deleted, store
 from ..qbo import PAGE_SIZE, Qbo, quote
 
 CDC_CAP = 1000
+CDC_WINDOW = timedelta(days=30)
+CLOCK_MARGIN = timedelta(hours=1)  # QuickBooks' clock and ours may disagree; a full read is always right
 OVERLAP = timedelta(minutes=2)
+log = logging.getLogger("sync_invoices.verify")
 
 
 def mirror_row(invoice: dict) -> dict:
@@ -47,6 +52,7 @@ class ReadResult:
     mode: str  # full | incremental
     qbo_time: str  # QuickBooks' time of the read: where the next incremental read starts
     changed: int = 0
+    started: datetime | None = None  # our clock when the read began: what was sent later may not show
 
 
 def read_full(qbo: Qbo, mis: Mis) -> ReadResult:
@@ -65,17 +71,40 @@ def read_full(qbo: Qbo, mis: Mis) -> ReadResult:
             break
         start += PAGE_SIZE
     mis.transact(lambda conn: mark_unseen_deleted(conn, started), doing="keeping what QuickBooks holds")
-    return ReadResult("full", qbo_time or started.isoformat(), seen)
+    return ReadResult("full", qbo_time or started.isoformat(), seen, started)
+
+
+def cdc_start(qbo_time: str) -> datetime:
+    """Where a change data capture read starts after a read at QuickBooks' time `qbo_time` (an older record
+    without an offset is UTC): a little before it, with an explicit UTC offset."""
+    moment = datetime.fromisoformat(qbo_time)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment - OVERLAP
+
+
+def within_window(start: datetime, now: datetime) -> bool:
+    """True when QuickBooks still answers change data capture from `start` (30 days back, less a margin
+    for the two clocks)."""
+    return start >= now - CDC_WINDOW + CLOCK_MARGIN
 
 
 def read_changes(qbo: Qbo, mis: Mis, since: str) -> ReadResult | None:
-    """What changed since the last read (CDC); None when the answer is at QuickBooks' cap (incomplete)."""
-    moment = datetime.fromisoformat(since)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    found, qbo_time = qbo.changes_since(["Invoice"], moment - OVERLAP)
+    """What changed since the last read (CDC); None when CDC cannot answer completely: the start is beyond
+    its 30 days, the answer is at QuickBooks' cap, or QuickBooks refused the request."""
+    start, began = cdc_start(since), mis.clock()
+    if not within_window(start, began):
+        log.info("the last read is older than change data capture looks back: reading every MIS-* invoice")
+        return None
+    try:
+        found, qbo_time = qbo.changes_since(["Invoice"], start)
+    except Rejected as error:
+        log.warning("QuickBooks refused change data capture from %s (%s): reading every MIS-* invoice",
+                    start.isoformat(), error.describe())
+        return None
     invoices = found.get("Invoice", [])
     if len(invoices) >= CDC_CAP:
+        log.info("change data capture answered at its cap: reading every MIS-* invoice")
         return None
     deleted = [str(i["Id"]) for i in invoices if str(i.get("status", "")).lower() == "deleted"]
     # Every changed invoice is kept, MIS-* or not: one renumbered by an accountant must stop counting
@@ -87,4 +116,19 @@ def read_changes(qbo: Qbo, mis: Mis, since: str) -> ReadResult | None:
         store(mis, conn, live, now)  # type: ignore[arg-type]
         mark_deleted(conn, deleted)  # type: ignore[arg-type]
     mis.transact(work, doing="keeping what QuickBooks holds")
-    return ReadResult("incremental", qbo_time or now.isoformat(), len(invoices))
+    return ReadResult("incremental", qbo_time or now.isoformat(), len(invoices), began)
+
+
+def confirm_missing(qbo: Qbo, mis: Mis) -> int:
+    """Invoices the mirror lost (a full read finds only MIS-* numbers) are asked for by Id, one query per
+    100: one an accountant renumbered is still there, and must never be taken for deleted and created
+    again. Returns how many were found."""
+    from ..mis.mirror import missing
+    lost = {str(r["qbo_id"]) for r in missing(mis)}
+    if not lost:
+        return 0
+    found = qbo.find_named("Invoice", sorted(lost), field="Id", include_inactive=False)
+    rows = [mirror_row(invoice) for invoice in found]
+    if rows:
+        mis.transact(lambda conn: store(mis, conn, rows, mis.clock()), doing="keeping what QuickBooks holds")
+    return len(rows)

@@ -7,18 +7,19 @@ import logging
 from typing import Any, Callable
 
 from ..audit import AuditTrail
-from ..errors import Retriable
+from ..errors import ConfigError, QboError, Retriable
 from ..judge import unusable_items
-from ..mis import Mis
-from ..mis.bookkeeping import record_baselines
+from ..mis import Mis, privileges
+from ..mis.bookkeeping import open_writes, record_baselines
 from ..mis.invoices import mapped_item_ids
+from ..mis.overview import stuck
 from ..mis.mirror import finish_verify, full_due, last_verify, mirrored, monthly_totals, start_verify
 from ..models import Sent, Status
 from ..push.stop import StopRequest
 from ..qbo import Qbo
 from ..settings import Settings
 from .drift import Drift, counts, find_drift
-from .read import ReadResult, read_changes, read_full
+from .read import ReadResult, confirm_missing, read_changes, read_full
 from .repair import REPAIRED_BY, plan_repairs, prepare, voider
 
 log = logging.getLogger("sync_invoices.verify")
@@ -40,19 +41,23 @@ class Verify:
         settings, mis = self.settings, self.mis
         settings.require_qbo()
         mis.ensure_tables()
+        if repair:
+            privileges.check(mis)  # a repair writes what a push writes: a missing grant stops it before anything
         verify_id = start_verify(mis, self.pushed_by)
         trail = AuditTrail(mis, settings.log_dir, None)
         qbo = self.qbo_factory()
         try:
             read = self._read(qbo, full)
+            confirm_missing(qbo, mis)
             items = self._items(qbo)
-            drift = self._drift(trail)
+            drift = self._drift(trail, read)
             repaired, voided = 0, {}
             if repair:
                 repaired, voided = self._repair(drift, void_deleted, trail)
                 again = read_changes(qbo, mis, read.qbo_time) or read_full(qbo, mis)
+                confirm_missing(qbo, mis)
                 read.qbo_time = again.qbo_time
-                remaining = self._drift(trail)
+                remaining = self._drift(trail, again)
             else:
                 remaining = drift
             self._mark(drift, remaining, voided)
@@ -63,6 +68,10 @@ class Verify:
             report["exit_code"] = exit_code
             finish_verify(mis, verify_id, report, qbo_time=read.qbo_time, exit_code=exit_code)
             return report
+        except QboError as error:  # QuickBooks could not be read (exit 2): nothing is said about the books
+            raise ConfigError(f"QuickBooks ({qbo.api_base}) could not be used for verify: {error.describe()}",
+                              fix="Check the network and QuickBooks' status, then run verify again; a repair "
+                                  "that had begun is resumed by the next verify or push.") from None
         finally:
             qbo.close()
 
@@ -89,8 +98,8 @@ class Verify:
                         "(tbl_income_category.QuickBk_ctgId / QBO_DEFAULT_ITEM_ID) to an active service item."}
                 for item_id, problem in sorted(bad.items())]
 
-    def _drift(self, trail: AuditTrail) -> list[Drift]:
-        drift, baselines = find_drift(self.mis, self.settings.qbo_default_item_id)
+    def _drift(self, trail: AuditTrail, read: ReadResult) -> list[Drift]:
+        drift, baselines = find_drift(self.mis, self.settings.qbo_default_item_id, read.started)
         if baselines:
             self._baseline(baselines, trail)
         return drift
@@ -105,13 +114,17 @@ class Verify:
     def _repair(self, drift: list[Drift], void_deleted: bool, trail: AuditTrail) -> tuple[int, dict[str, str]]:
         plan = plan_repairs(drift, void_deleted=void_deleted)
         voided: dict[str, str] = {}
-        if plan.empty:
+        # What a run killed half-way left (rows in progress, writes on record) is finished first: a killed
+        # repair is resumed by the next one, as a killed push is by the next push.
+        unfinished = [i for i, _ in stuck(self.mis)]
+        if plan.empty and not unfinished and not open_writes(self.mis):
             return 0, voided
         from ..push.pipeline import Scope
         from ..push.run import PushRun
         prepare(self.mis, trail, plan, self.pushed_by)
         run = PushRun(self.settings, self.mis, self.qbo_factory, stop=self.stop, pushed_by=self.pushed_by)
-        summary = run.run("verify", batch_size=100, scope=Scope(ids=plan.adopt + plan.recreate, edits=plan.edits),
+        scope = Scope(ids=sorted(set(plan.adopt + plan.recreate + plan.retry + unfinished)), edits=plan.edits)
+        summary = run.run("verify", batch_size=100, scope=scope,
                           after=voider(plan.voids, voided) if plan.voids else None)
         done = sum(1 for kind in summary.outcomes.values() if kind in ("synced", "adopted", "updated", "unchanged"))
         return done + sum(1 for v in voided.values() if v == "voided"), voided

@@ -119,3 +119,16 @@ def test_one_response_holds_at_most_1000_objects_shared_by_the_types_asked(raw, 
     assert counts("Invoice,Customer") == [700, 300]
     assert counts("Customer,Invoice") == [400, 600]
     assert counts("Customer") == [400]
+
+
+def test_every_answer_is_stamped_with_the_company_clock(raw, sandbox, make_invoice):
+    # A client starts its next change data capture at a read's "time": it must be the clock MetaData and
+    # /cdc use, also when a test has moved that clock (else a read "now" would look back days).
+    from datetime import datetime
+    sandbox.advance_clock(7 * 24 * 3600)
+    make_invoice("MIS-1")
+    stamps = [raw.get("query", params={"query": "select * from Invoice"}).json()["time"],
+              raw.get(f"companyinfo/{sandbox.realm_id}").json()["time"],
+              raw.get("cdc", params={"entities": "Invoice", "changedSince": _since(sandbox, 60)}).json()["time"]]
+    for stamp in stamps:
+        assert abs((datetime.fromisoformat(stamp) - sandbox.now()).total_seconds()) < 60, stamp

@@ -216,9 +216,10 @@ class AccountingAPI:
             return self._ok({entity: self._store.read(entity, segments[1])})
         return _not_found(request.path)
 
-    @staticmethod
-    def _ok(document: dict[str, Any]) -> Response:
-        document["time"] = qbo_time()
+    def _ok(self, document: dict[str, Any]) -> Response:
+        # The company's own clock, as MetaData times and change data capture read it: a client that starts
+        # its next change data capture read at this "time" must not miss or re-read anything.
+        document["time"] = qbo_time(self._store.clock.now())
         return Response.json(200, document)
 
     @staticmethod

@@ -1,10 +1,14 @@
 """Field helpers shared by the entity rules: cleaning request bodies, string and number checks."""
 from __future__ import annotations
 
+import re
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Protocol
 
-from .errors import invalid_number, invalid_property, string_length
+from .errors import invalid_date, invalid_number, invalid_property, string_length
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 # Set by QBO, never taken from a request body.
 SERVER_FIELDS = ("Id", "SyncToken", "MetaData", "sparse", "domain", "status")
@@ -96,3 +100,16 @@ def ref_value(obj: dict[str, Any], name: str) -> str | None:
     if isinstance(ref, (str, int)) and not isinstance(ref, bool) and str(ref) != "":
         return str(ref)
     return None
+
+
+def check_date(obj: dict[str, Any], name: str) -> None:
+    """A date field, when present, is YYYY-MM-DD and a real day (QuickBooks' 2010 otherwise)."""
+    text = text_field(obj, name)
+    if text is None:
+        return
+    try:
+        valid = bool(_DATE.fullmatch(text)) and date.fromisoformat(text) is not None
+    except ValueError:
+        valid = False
+    if not valid:
+        raise invalid_date(name, text)

@@ -1,18 +1,15 @@
 """Rules for the Payment entity: a customer's money, applied to that customer's open invoices."""
 from __future__ import annotations
 
-import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from .errors import (business_validation, inactive_reference, invalid_date, invalid_property, invalid_reference,
+from .errors import (business_validation, inactive_reference, invalid_property, invalid_reference,
                      object_not_found, required_param, txn_not_linkable)
-from .fields import Lookup, check_amount_format, check_lengths, decimal_field, ref_value, text_field, \
-    without_server_fields
+from .fields import Lookup, check_date, check_amount_format, check_lengths, decimal_field, ref_value, without_server_fields
 from .links import LinkStore, applied_to
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _money(value: Any, element: str) -> Decimal:
@@ -35,18 +32,6 @@ def _customer(obj: dict[str, Any], store: Lookup) -> dict[str, Any]:
     if not customer.get("Active", True):
         raise inactive_reference("CustomerRef")
     return customer
-
-
-def _check_date(obj: dict[str, Any]) -> None:
-    text = text_field(obj, "TxnDate")
-    if text is None:
-        return
-    try:
-        valid = bool(_DATE.fullmatch(text)) and date.fromisoformat(text) is not None
-    except ValueError:
-        valid = False
-    if not valid:
-        raise invalid_date("TxnDate", text)
 
 
 def _linked_invoice(line: dict[str, Any], customer: dict[str, Any], store: Lookup) -> dict[str, Any]:
@@ -82,7 +67,7 @@ def build_payment(body: dict[str, Any], existing: dict[str, Any] | None, store: 
         raise required_param("TotalAmt")
     total = _money(obj["TotalAmt"], "TotalAmt")
     check_lengths(obj, {"PrivateNote": 4000, "PaymentRefNum": 21})
-    _check_date(obj)
+    check_date(obj, "TxnDate")
     lines = obj.get("Line", [])
     if not isinstance(lines, list):
         raise invalid_property("Line", element="Line")

@@ -1,20 +1,18 @@
 """Rules for sales forms (Invoice, SalesReceipt): references, lines, money, DocNumber (qbo_facts s.4)."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable
 
-from .errors import (amount_mismatch, duplicate_docnumber, inactive_reference, invalid_date, invalid_property,
+from .errors import (amount_mismatch, duplicate_docnumber, inactive_reference, invalid_property,
                      invalid_reference, required_param)
-from .fields import Lookup, check_amount_format, check_lengths, decimal_field, ref_value, text_field, \
+from .fields import Lookup, check_date, check_amount_format, check_lengths, decimal_field, ref_value, text_field, \
     without_server_fields
 
 SALES_FORMS = ("Invoice", "SalesReceipt")
 HEADER_LENGTHS = {"DocNumber": 21, "PrivateNote": 4000, "CustomerMemo.value": 1000, "BillEmail.Address": 100}
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CENT = Decimal("0.01")
 
 
@@ -25,18 +23,6 @@ class SalesFormPrefs:
     custom_txn_numbers: bool = True
     duplicate_docnumber_check: bool = True
     closed_through: str | None = None  # YYYY-MM-DD: API writes dated on or before it get 6210 (closing.py)
-
-
-def _check_date(obj: dict[str, Any], name: str) -> None:
-    text = text_field(obj, name)
-    if text is None:
-        return
-    try:
-        valid = bool(_DATE.fullmatch(text)) and date.fromisoformat(text) is not None
-    except ValueError:
-        valid = False
-    if not valid:
-        raise invalid_date(name, text)
 
 
 def _checked_customer(obj: dict[str, Any], entity: str, store: Lookup) -> dict[str, str] | None:
@@ -131,8 +117,8 @@ def build_sales_form(entity: str, body: dict[str, Any], existing: dict[str, Any]
     if not obj.get("Line"):
         raise required_param("Line")
     check_lengths(obj, HEADER_LENGTHS)
-    _check_date(obj, "TxnDate")
-    _check_date(obj, "DueDate")
+    check_date(obj, "TxnDate")
+    check_date(obj, "DueDate")
     customer_ref = _checked_customer(obj, entity, store)
     lines, total = _build_lines(obj["Line"], store)
     if not prefs.custom_txn_numbers and not keep_doc_number:

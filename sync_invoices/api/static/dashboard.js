@@ -128,11 +128,11 @@
       const st = STATES[r.state] || r.state;
       body.append(el("tr", { "data-run": String(r.id) },
         el("td", { text: String(r.id) }), el("td", { class: "nowrap", text: COMMANDS[r.command] || r.command }),
-        el("td", { class: "nowrap", text: when(r.started) }), el("td", { class: "nowrap", text: took(r) }),
         el("td", { class: "nowrap" }, el("span", { class: "state " + r.state, text: st }),
            r.state === "running" ? " " + number(r.done) + " of " + (r.total ?? "?") : null),
         el("td", { class: "num", text: r.state === "running" ? "-" : number(r.synced) }),
         el("td", { class: "num" + (r.failed ? " bad" : ""), text: r.state === "running" ? "-" : number(r.failed) }),
+        el("td", { class: "nowrap", text: when(r.started) }), el("td", { class: "nowrap", text: took(r) }),
         el("td", { text: r.pushed_by || "" })));
     }
     const last = runs.find((r) => r.state !== "running");
