@@ -243,6 +243,5 @@ class RunSummary:
     state: str = "finished"
     message: str = ""
     failed_ids: list[int] = field(default_factory=list)
-    outcomes: dict[int, str] = field(default_factory=dict)  # invoice id -> the kind of its last outcome
     started: datetime | None = None
     finished: datetime | None = None

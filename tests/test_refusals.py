@@ -27,6 +27,7 @@ from sync_invoices.mis import Mis, utcnow
 from sync_invoices.mis import tables as t
 from sync_invoices.mis.bookkeeping import load_states, open_writes
 from sync_invoices.mis.invoices import load_invoices
+from sync_invoices.mis.runs import audit_rows
 from sync_invoices.models import Status
 from sync_invoices.qbo import Authorizer, Qbo
 from sync_invoices.qbo.faults import DEFAULT_FIX
@@ -143,7 +144,8 @@ def test_a_batch_refused_as_a_whole_is_isolated_by_the_next_run_and_the_bad_invo
 
     # Run 3: the quarantined invoice waits for a human; everything else goes.
     third = service.push(settings, later(mis_url, 20), "all", batch_size=30, qbo=qbo)
-    assert third.exit_code == 1 and bad not in third.outcomes
+    assert third.exit_code == 1 and bad not in third.failed_ids
+    assert not [r for r in audit_rows(mis, invoice_id=bad) if r["run_id"] == third.run_id], "not touched"
     assert_exactly_once(mis, sandbox, [i for i in ids if i != bad])
 
     # `single` works on it: still refused, it says why again; fixed, it goes, exactly once.

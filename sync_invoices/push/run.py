@@ -36,38 +36,11 @@ from .ledger import Ledger
 from .pipeline import LOOKUP_CHUNK, Pipeline, Scope
 from .settle import Settler
 from .stop import StopRequest
+from .tally import Tally
 from .writes import WriteSender
 
 log = logging.getLogger("sync_invoices.run")
 Progress = Callable[[int], None]
-
-
-class _Tally:
-    """The last outcome of each invoice this run touched, for the summary and the progress bar."""
-
-    def __init__(self, progress: Progress, report: Callable[[int], None]) -> None:
-        self.final: dict[int, Kind] = {}
-        self.progress = progress
-        self.report = report
-        self._lock = threading.Lock()
-
-    def __call__(self, outcomes: object) -> None:
-        done = 0
-        with self._lock:
-            for outcome in outcomes:  # type: ignore[attr-defined]
-                if outcome.kind in (Kind.UNANSWERED, Kind.RELEASED):
-                    continue
-                if outcome.invoice_id not in self.final:
-                    done += 1
-                self.final[outcome.invoice_id] = outcome.kind
-            finished = len(self.final)
-        if done:
-            self.progress(done)
-            self.report(finished)
-
-    def count(self, *kinds: Kind) -> int:
-        """How many invoices ended with one of these kinds."""
-        return sum(1 for k in self.final.values() if k in kinds)
 
 
 class _Guard(threading.Thread):
@@ -185,7 +158,7 @@ class PushRun:
         trail = AuditTrail(mis, settings.log_dir, run_id)
         guard = _Guard(mis, lock, run_id, max(settings.run_lease_seconds / 3, 0.2))
         guard.total = total
-        tally = _Tally(self.progress, lambda done: setattr(guard, "done", done))
+        tally = Tally(self.progress, lambda done: setattr(guard, "done", done))
         ledger = Ledger(mis, trail, pushed_by=self.pushed_by, run_id=run_id, max_attempts=settings.max_attempts,
                         retry_delay_seconds=settings.retry_delay_seconds)
         ledger.on_settled = tally
@@ -242,16 +215,15 @@ class PushRun:
             summary.adopted = tally.count(Kind.ADOPTED)
             summary.updated = tally.count(Kind.UPDATED)
             summary.failed = tally.count(Kind.RETRY_LATER, Kind.QUARANTINED)
-            summary.failed_ids = sorted(i for i, k in tally.final.items()
+            summary.failed_ids = sorted(i for i, k in tally.failing().items()
                                         if k in (Kind.RETRY_LATER, Kind.QUARANTINED))
-            summary.outcomes = {i: k.value for i, k in tally.final.items()}
             summary.requests = qbo.pacer.stats.requests
             summary.exit_code, summary.state, summary.message = exit_code, state, message
             summary.finished = mis.clock()
-            self._record_end(summary, len(tally.final))
+            self._record_end(summary, tally.ended)
 
     def _scope(self, command: str, batch_size: int, max_batches: int | None, invoice_id: int | None,
-               edits: list[int], settler: Settler, tally: _Tally, trail: AuditTrail) -> Scope | None:
+               edits: list[int], settler: Settler, tally: Tally, trail: AuditTrail) -> Scope | None:
         if command == "all":
             return Scope(limit=batch_size * max_batches if max_batches else None, edits=edits)
         if command == "batch":
@@ -259,7 +231,7 @@ class PushRun:
         assert invoice_id is not None
         return self._single_scope(invoice_id, settler, tally, trail)
 
-    def _single_scope(self, invoice_id: int, settler: Settler, tally: _Tally, trail: AuditTrail) -> Scope | None:
+    def _single_scope(self, invoice_id: int, settler: Settler, tally: Tally, trail: AuditTrail) -> Scope | None:
         rows = load_invoices(self.mis, [invoice_id])
         if not rows:
             raise ConfigError(f"Invoice {invoice_id} does not exist in tbl_imvoice.", fix="Check the id.")
@@ -267,7 +239,7 @@ class PushRun:
         if row.status == Status.SYNCED:
             if invoice_id in edited_ids(self.mis):
                 return Scope(ids=[], edits=[invoice_id])
-            tally.final[invoice_id] = Kind.SYNCED
+            tally.set(invoice_id, Kind.SYNCED)
             return None
         state = load_states(self.mis, [invoice_id]).get(invoice_id)
         if state is not None and state.request_id:
@@ -276,7 +248,7 @@ class PushRun:
             settler.settle_due()
             state = load_states(self.mis, [invoice_id]).get(invoice_id)
             if state is not None and state.request_id:
-                tally.final[invoice_id] = Kind.RETRY_LATER
+                tally.set(invoice_id, Kind.RETRY_LATER)
                 log.info("invoice %s waits on unanswered write %s", invoice_id, state.request_id)
                 return None
         # The operator asked: quarantine and retry delays do not apply (SPEC s.4).
@@ -284,12 +256,10 @@ class PushRun:
                      lambda conn: release_quarantine(self.mis, conn, [invoice_id]))
         return Scope(ids=[invoice_id])
 
-    def _exit_code(self, command: str, tally: _Tally, scope: Scope | None) -> int:
+    def _exit_code(self, command: str, tally: Tally, scope: Scope | None) -> int:
         if command == "all":
             return 1 if count_status(self.mis, Status.FAILED) else 0
-        failed = tally.count(Kind.RETRY_LATER, Kind.QUARANTINED)
-        return 1 if failed or any(k not in (Kind.SYNCED, Kind.ADOPTED, Kind.UPDATED, Kind.UNCHANGED)
-                                  for k in tally.final.values()) else 0
+        return 1 if tally.failing() else 0  # any invoice whose last outcome was not a success
 
     def _wind_down(self, lanes: Lanes, ledger: Ledger, run_id: int, *, quick: bool = False) -> None:
         """Send nothing more; give requests in flight the grace period; release what was never sent. Each

@@ -126,8 +126,7 @@ class Verify:
         scope = Scope(ids=sorted(set(plan.adopt + plan.recreate + plan.retry + unfinished)), edits=plan.edits)
         summary = run.run("verify", batch_size=100, scope=scope,
                           after=voider(plan.voids, voided) if plan.voids else None)
-        done = sum(1 for kind in summary.outcomes.values() if kind in ("synced", "adopted", "updated", "unchanged"))
-        return done + sum(1 for v in voided.values() if v == "voided"), voided
+        return summary.synced + sum(1 for v in voided.values() if v == "voided"), voided
 
     def _mark(self, drift: list[Drift], remaining: list[Drift], voided: dict[str, str]) -> None:
         left = {(d.kind, d.invoice_id, d.qbo_id) for d in remaining}
