@@ -160,6 +160,19 @@ def edit_invoice(mis: Mis, invoice_id: int, **values: object) -> None:
         conn.execute(update(t.invoice).where(t.invoice.c.id == invoice_id).values(**values))
 
 
+class PushedBooks:
+    """A MIS (`self.mis`) whose invoices were pushed to the sandbox company (`self.sandbox`)."""
+
+    mis: Mis
+    sandbox: Any
+
+    def qbo(self, invoice_id: int) -> dict:
+        return one_qbo_invoice(self.sandbox, invoice_id)
+
+    def edit(self, invoice_id: int, **values: object) -> None:
+        edit_invoice(self.mis, invoice_id, **values)
+
+
 def assert_exactly_once(mis: Mis, sandbox, ids: list[int]) -> None:
     """Every id is synced with exactly one QuickBooks invoice of the right customer, amount and date."""
     by_doc = qbo_invoices_by_doc(sandbox)

@@ -20,23 +20,18 @@ from sync_invoices.mis import tables as t
 from sync_invoices.mis.edits import count_edited, edited_ids
 from sync_invoices.mis.runs import audit_rows
 from tests.helpers import (
-    SHORT_RULES, assert_exactly_once, edit_invoice, json_of, mis_rows, one_qbo_invoice, run_cli,
+    SHORT_RULES, assert_exactly_once, json_of, mis_rows, PushedBooks, run_cli,
     sandbox_env, sandbox_settings,
 )
 
 
-class Pushed:
+class Pushed(PushedBooks):
     """A MIS whose invoices are all in the sandbox company."""
 
     def __init__(self, mis: Mis, sandbox, settings, env: dict[str, str], generated) -> None:
         self.mis, self.sandbox, self.settings, self.env, self.generated = mis, sandbox, settings, env, generated
         self.ids: list[int] = generated.invoice_ids
 
-    def qbo(self, invoice_id: int) -> dict:
-        return one_qbo_invoice(self.sandbox, invoice_id)
-
-    def edit(self, invoice_id: int, **values: object) -> None:
-        edit_invoice(self.mis, invoice_id, **values)
 
 
 @pytest.fixture

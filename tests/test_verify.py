@@ -19,7 +19,7 @@ from sync_invoices.mis import Mis
 from sync_invoices.mis import tables as t
 from sync_invoices.mis.runs import audit_rows
 from tests.helpers import (
-    SHORT_RULES, assert_exactly_once, edit_invoice, held_company_lock, json_of, one_qbo_invoice, qbo_invoices_by_doc,
+    SHORT_RULES, assert_exactly_once, held_company_lock, json_of, PushedBooks, qbo_invoices_by_doc,
     run_cli,
     sandbox_env, sandbox_settings,
 )
@@ -29,7 +29,7 @@ KINDS = {"missing_in_qbo", "voided_in_qbo", "changed_in_mis", "changed_in_qbo", 
 DRIFT_KEYS = {"kind", "invoice_id", "qbo_id", "doc_number", "field", "mis", "qbo", "action", "reason", "fix"}
 
 
-class Books:
+class Books(PushedBooks):
     """A MIS whose invoices were all pushed to the sandbox company, and how to run the CLI on it."""
 
     def __init__(self, mis: Mis, sandbox, settings, env: dict[str, str], ids: list[int], students: list[str],
@@ -37,17 +37,12 @@ class Books:
         self.mis, self.sandbox, self.settings, self.env = mis, sandbox, settings, env
         self.ids, self.students, self.applicants = ids, students, applicants
 
-    def qbo(self, invoice_id: int) -> dict:
-        return one_qbo_invoice(self.sandbox, invoice_id)
-
     def verify(self, *flags: str) -> tuple[int, dict]:
         """`sync_invoices verify <flags> --json`: exit code and document."""
         result = run_cli(self.env, "verify", *flags, "--json")
         assert result.returncode in (0, 1), result.stdout + result.stderr
         return result.returncode, json_of(result)
 
-    def edit_mis(self, invoice_id: int, **values: object) -> None:
-        edit_invoice(self.mis, invoice_id, **values)
 
 
 @pytest.fixture
@@ -125,7 +120,7 @@ def make_every_drift(books: Books) -> dict[str, int]:
     sb = books.sandbox
     sb.accountant_delete_invoice(books.qbo(case["missing"])["Id"])
     sb.accountant_void_invoice(books.qbo(case["voided"])["Id"])
-    books.edit_mis(case["changed_in_mis"], dept=777.77)
+    books.edit(case["changed_in_mis"], dept=777.77)
     sb.accountant_edit_invoice(books.qbo(case["changed_in_qbo"])["Id"], amount="1.50")
     sb.accountant_edit_invoice(books.qbo(case["changed_date"])["Id"], txn_date="2020-01-31")
     orphan_qbo = books.qbo(case["orphan"])["Id"]
@@ -133,7 +128,7 @@ def make_every_drift(books: Books) -> dict[str, int]:
         conn.execute(delete(t.invoice).where(t.invoice.c.id == case["orphan"]))
     original = books.qbo(case["duplicate"])
     sb.accountant_duplicate_invoice(f"MIS-{case['duplicate']}", original["CustomerRef"]["value"], "5.00")
-    books.edit_mis(case["not_marked"], QuickBk_Status=0)  # a restored backup: QuickBooks has it already
+    books.edit(case["not_marked"], QuickBk_Status=0)  # a restored backup: QuickBooks has it already
     with books.mis.write() as conn:  # synced by an older version, then changed by the accountant
         conn.execute(delete(t.sent).where(t.sent.c.invoice_id == case["legacy"]))
     sb.accountant_edit_invoice(books.qbo(case["legacy"])["Id"], description="Edited by hand")
@@ -265,7 +260,7 @@ def test_a_paid_invoice_edited_in_the_mis_is_reported_with_the_accountants_fix(b
     books.verify()
     paid = books.ids[21]
     books.sandbox.accountant_pay_invoice(books.qbo(paid)["Id"], "50.00")
-    books.edit_mis(paid, dept=99.0)
+    books.edit(paid, dept=99.0)
     pushed = run_cli(books.env, "all", "--json")
     assert pushed.returncode == 1
     code, report = books.verify("--repair")
@@ -355,7 +350,7 @@ def test_exit_codes_and_what_status_shows_of_the_last_verify(books: Books, tmp_p
     usage = run_cli(books.env, "verify", "--void-deleted", "--json")
     assert usage.returncode == 2 and "--repair" in usage.stdout + usage.stderr
     with held_company_lock(books.mis, books.settings.qbo_realm_id, books.settings.token_file.parent / "locks"):
-        books.edit_mis(books.ids[5], dept=10.0)
+        books.edit(books.ids[5], dept=10.0)
         locked = run_cli(books.env, "verify", "--repair", "--json")
     assert locked.returncode == 4, locked.stdout + locked.stderr
     assert Decimal(str(books.qbo(books.ids[5])["TotalAmt"])) != Decimal("10.00")
