@@ -960,3 +960,49 @@ def test_pause_holds_every_caller_back(fake: FakeTime) -> None:
         assert pacer.stats.paused_seconds == 13.0
     finally:
         pacer.close()
+
+
+class RefreshedDuringTheWait:
+    """An authorizer whose token was refreshed by another request while this one waited for the pacer."""
+
+    def __init__(self) -> None:
+        self.latest = "stale-token"
+
+    def access_token(self) -> str:
+        return "stale-token"
+
+    def latest_access_token(self) -> str:
+        return self.latest
+
+    def refused(self, token: str) -> None:
+        raise AssertionError(f"{token} was refused: the freshest token was not the one sent")
+
+
+def test_the_freshest_token_goes_out_after_the_wait_for_the_second(tmp_path: Path) -> None:
+    settings = Settings(qbo_client_id="id", qbo_client_secret=Secret("secret"), qbo_realm_id="123",
+                        qbo_api_base="http://127.0.0.1:9/v3", token_file=tmp_path / "t.json")
+    authorizer = RefreshedDuringTheWait()
+    pacer = Pacer(500, 40, 10, requests_per_second=10)
+    sent: list[str] = []
+
+    def transport(method: str, url: str, headers: dict, params: Any, body: Any, timeouts: Any) -> requests.Response:
+        sent.append(headers["Authorization"])
+        response = requests.Response()
+        response.status_code, response._content = 200, b'{"CompanyInfo": {"CompanyName": "Test"}}'
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    original_go = pacer._go
+
+    def go(ticket: Any, cancel: Any) -> None:  # the wait, during which another request refreshed the token
+        original_go(ticket, cancel)
+        authorizer.latest = "fresh-token"
+
+    pacer._go = go  # type: ignore[method-assign]
+    qbo = Qbo(settings, authorizer, pacer, transport=transport, sleep=lambda s: None)  # type: ignore[arg-type]
+    try:
+        assert qbo.get_json("companyinfo/123")["CompanyInfo"]["CompanyName"] == "Test"
+    finally:
+        qbo.close()
+        pacer.close()
+    assert sent == ["Bearer fresh-token"]

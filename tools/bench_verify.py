@@ -89,12 +89,18 @@ def build_synced_mis(mis: Mis, rows: int) -> None:
             "1 + seq % 3, 1000 + (seq % 97) * 0.5 + 0.1, DATE_ADD('2015-01-01', INTERVAL seq % 4000 DAY), "
             "IF(seq % 5 = 0, NULL, CONCAT('Semester ', seq % 2 + 1, ' fees, réglés')), 1, seq, '0', 'bursar' "
             f"FROM seq_1_to_{rows}"))
+    record_baselines(mis)
+
+
+def record_baselines(mis: Mis) -> None:
+    """A sent baseline for every synced row, equal to its MIS values, as the push leaves them."""
+    with mis.write() as conn:
         conn.execute(text(
             "INSERT INTO qb_invoice_sent (invoice_id, qbo_id, sync_token, customer_id, amount, item_id, txn_date, "
             "description, private_note, mis_reg_no, mis_fee_category, mis_dept, mis_invoice_date, mis_comment, "
-            "sent_at) SELECT id, quickbooks_id, '0', '1', ROUND(dept, 2), fee_category, "
+            "sent_at) SELECT id, COALESCE(quickbooks_id, id), '0', '1', ROUND(dept, 2), fee_category, "
             "DATE_FORMAT(invoice_date, '%Y-%m-%d'), 'Tuition Fee', comment, reg_no, fee_category, dept, invoice_date, "
-            "comment, NOW(6) FROM tbl_imvoice"))
+            "comment, NOW(6) FROM tbl_imvoice WHERE QuickBk_Status = 1"))
         conn.execute(text("ANALYZE TABLE tbl_imvoice, qb_invoice_sent"))
 
 

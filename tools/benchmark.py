@@ -285,9 +285,13 @@ def analyze_figures(args: argparse.Namespace) -> dict:
                 assert done.returncode == 0, done.stderr
                 return time.monotonic() - begin, done.stdout
 
-            for index in ("without_index", "with_index"):
+            for index in ("without_index", "with_index", "with_baselines"):
                 if index == "with_index":
                     mis.create_status_index()
+                if index == "with_baselines":  # a steady state: every synced row pushed by this version
+                    import bench_verify
+                    mis.ensure_tables()
+                    bench_verify.record_baselines(mis)
                 settle(mis)
                 analyze()  # warm-up: the first run after a load reads pages the next ones find cached
                 runs = [analyze() for _ in range(args.analyze_repeats)]
@@ -360,6 +364,8 @@ def main() -> int:
             print(f"analyze on {analyze['rows']:,} rows, {name} not synced (MariaDB, process start included): "
                   f"{shape['without_index']['best']} s best / {shape['without_index']['median']} s median without "
                   f"the status index; {shape['with_index']['best']} s / {shape['with_index']['median']} s with it; "
+                  f"{shape['with_baselines']['best']} s / {shape['with_baselines']['median']} s with a sent baseline "
+                  "for every synced row (edit detection included); "
                   f"{sum(shape['preflight_failures'].values())} of {shape['eligible']:,} eligible would fail")
     if "raw" in parts:
         raw = figures["raw"] = raw_figures(args)

@@ -7,5 +7,6 @@
     settle    unanswered writes and the rows of dead runs
     customers customers before invoices
     ledger    outcomes -> status changes and audit records
+    tally     the last outcome of each invoice, for the summary and the progress bar
     stop      a graceful stop, asked by a signal or by `serve`
 """
