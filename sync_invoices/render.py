@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -79,14 +80,14 @@ def status(console: Console, data: dict[str, Any]) -> None:
                   f"[cyan]{c['not_synced']:,}[/] not synced, [red]{c['failed']:,}[/] failed, "
                   f"[yellow]{c['in_progress']:,}[/] in progress.")
     if data["runs"]:
-        runs = Table(title="Last runs")
-        for column in ("run", "command", "started", "finished", "synced", "failed", "adopted", "exit"):
+        runs = Table(title="Last runs", box=box.SIMPLE_HEAD, pad_edge=False)  # fits 80 columns
+        for column in ("run", "command", "started", "finished", "synced/\nfailed/\nadopted", "exit"):
             runs.add_column(column, no_wrap=True)
-        runs.add_column("by", overflow="fold")
+        runs.add_column("by", overflow="fold", min_width=8)
         for r in data["runs"]:
             runs.add_row(str(r["id"]), r["command"], _short(r["started"])[5:16],
                          _short(r["finished"])[5:16] or "[yellow]running/died[/]",
-                         str(r["synced"]), str(r["failed"]), str(r["adopted"]),
+                         f"{r['synced']}/{r['failed']}/{r['adopted']}",
                          "" if r["exit_code"] is None else str(r["exit_code"]), r["pushed_by"])
         console.print(runs)
     if data["failures"]:
@@ -179,11 +180,11 @@ def verify(console: Console, data: dict[str, Any]) -> None:
             if count or data["remaining"].get(kind):
                 kinds.add_row(kind, str(count), str(data["remaining"].get(kind, 0)))
         console.print(kinds)
-        table = Table(title="Invoices that differ")
-        for column in ("invoice", "QuickBooks", "kind", "field", "MIS", "QuickBooks value", "done"):
-            table.add_column(column, overflow="fold")
+        table = Table(title="Invoices that differ", box=box.SIMPLE_HEAD, pad_edge=False)
+        for column in ("invoice (QBO Id)", "kind", "field", "MIS", "QBO", "done"):
+            table.add_column(column, overflow="fold", no_wrap=column in ("kind", "field", "done"), min_width=min(len(column), 10))
         for d in data["drift"][:200]:
-            table.add_row(str(d["invoice_id"] or "-"), str(d["qbo_id"] or "-"), d["kind"], d["field"] or "",
+            table.add_row(f"{d['invoice_id'] or '-'} ({d['qbo_id'] or '-'})", d["kind"], d["field"] or "",
                           d["mis"] or "", d["qbo"] or "", d["action"])
         console.print(table)
         for d in data["drift"][:200]:

@@ -60,6 +60,19 @@ class Company:
         result = run_cli({**self.env, "SYNC_INVOICES_FAILPOINT": point}, *args)
         assert result.returncode == -signal.SIGKILL, f"not killed at {point}: {result.stdout} {result.stderr}"
 
+    def killed_then_finished(self, point: str, *args: str) -> None:
+        """Kill the command at `point` (the first time; at the lookup, with every answer lost so that the
+        writes wait on record to be settled by it), then run it again: one run finishes the job, exactly
+        once."""
+        if point == "write_looked_up":
+            self.sandbox.set_faults(Faults(lost_response_rate=1.0))
+        self.killed(f"{point}:1", *args)
+        self.sandbox.set_faults(Faults())
+        codes = self.rerun(*args)
+        assert codes == [0], f"one run again finishes the job: exit codes {codes}"
+        assert self.unfinished() == 0
+        assert_exactly_once(self.mis, self.sandbox, self.ids)
+
     def rerun(self, *args: str) -> list[int]:
         """Run the command again until nothing is left to do (at most 3 times); the exit codes. It comes once
         the killed run has missed a heartbeat: on MariaDB a run that still beats may be alive (its lock
@@ -96,15 +109,7 @@ def test_kill_at_every_step_of_an_update_then_all_again(company: Company, point:
     with company.mis.write() as conn:
         for n, invoice_id in enumerate(edited):
             conn.execute(t.invoice.update().where(t.invoice.c.id == invoice_id).values(dept=500.25 + n))
-    if point == "write_looked_up":  # every answer lost: the writes wait on record to be settled by lookup
-        company.sandbox.set_faults(Faults(lost_response_rate=1.0))
-    company.killed(f"{point}:1", "all", "--batch-size", "2")
-    company.sandbox.set_faults(Faults())
-
-    codes = company.rerun("all", "--batch-size", "2")
-    assert codes == [0], f"one run again finishes the job: exit codes {codes}"
-    assert company.unfinished() == 0
-    assert_exactly_once(company.mis, company.sandbox, company.ids)
+    company.killed_then_finished(point, "all", "--batch-size", "2")
     for n, invoice_id in enumerate(edited):
         [now] = company.qbo(invoice_id)
         assert now["Id"] == before[invoice_id]["Id"]
@@ -122,15 +127,7 @@ def test_kill_at_every_step_of_a_recreate_then_repair_again(company: Company, po
     old = {i: company.qbo(i)[0]["Id"] for i in deleted}
     for invoice_id in deleted:
         company.sandbox.accountant_delete_invoice(old[invoice_id])
-    if point == "write_looked_up":
-        company.sandbox.set_faults(Faults(lost_response_rate=1.0))
-    company.killed(f"{point}:1", "verify", "--repair", "--json")
-    company.sandbox.set_faults(Faults())
-
-    codes = company.rerun("verify", "--repair", "--json")
-    assert codes == [0], f"one repair again finishes the job: exit codes {codes}"
-    assert company.unfinished() == 0
-    assert_exactly_once(company.mis, company.sandbox, company.ids)
+    company.killed_then_finished(point, "verify", "--repair", "--json")
     for invoice_id in deleted:
         [again] = company.qbo(invoice_id)
         assert again["Id"] != old[invoice_id], "created anew, under a new request id"

@@ -76,17 +76,24 @@ def test_single_writes_spend_the_budget_once_the_batches_of_the_minute_are_spent
     assert set(_docs(company).values()) == {1}
 
 
-def test_an_unanswered_write_is_settled_by_lookup_after_the_cap_and_never_sent_again(
-        mis: Mis, mis_url: str, company: InProcessQuickBooks, tmp_path: Path) -> None:
-    populate(mis, invoices=30, students=10, applicants=0, item_ids=company.items, bad_rows=False)
+def _lose_first_invoice_batch(company: InProcessQuickBooks, when: str) -> list[str]:
+    """The first batch of invoices is lost `when` ("before" QuickBooks gets it, or "after" it executed it);
+    its request id is put in the list returned."""
     lost: list[str] = []
 
     def lose(method: str, path: str, query: dict, body: bytes) -> str | None:
         if path.endswith("/batch") and b'"Invoice"' in body and not lost:
             lost.append(query["requestid"])
-            return "after"  # executed by QuickBooks, the answer never arrives
+            return when
         return None
     company.lose = lose
+    return lost
+
+
+def test_an_unanswered_write_is_settled_by_lookup_after_the_cap_and_never_sent_again(
+        mis: Mis, mis_url: str, company: InProcessQuickBooks, tmp_path: Path) -> None:
+    populate(mis, invoices=30, students=10, applicants=0, item_ids=company.items, bad_rows=False)
+    lost = _lose_first_invoice_batch(company, "after")  # executed by QuickBooks, the answer never arrives
     settings = company.settings(mis_url, tmp_path)
     summary = service.push(settings, mis, "all", batch_size=50, qbo=lambda: company.client(settings))
     assert summary.synced == 30 and summary.adopted == 30, "found as sent, adopted"
@@ -100,14 +107,7 @@ def test_an_unanswered_write_is_settled_by_lookup_after_the_cap_and_never_sent_a
 def test_a_write_that_never_arrived_is_sent_again_under_a_new_request_id(
         mis: Mis, mis_url: str, company: InProcessQuickBooks, tmp_path: Path) -> None:
     populate(mis, invoices=30, students=10, applicants=0, item_ids=company.items, bad_rows=False)
-    first: list[str] = []
-
-    def lose(method: str, path: str, query: dict, body: bytes) -> str | None:
-        if path.endswith("/batch") and b'"Invoice"' in body and not first:
-            first.append(query["requestid"])
-            return "before"  # never reached QuickBooks; the client cannot know that
-        return None
-    company.lose = lose
+    first = _lose_first_invoice_batch(company, "before")  # never reached QuickBooks; the client cannot know that
     settings = company.settings(mis_url, tmp_path)
     summary = service.push(settings, mis, "all", batch_size=50, qbo=lambda: company.client(settings))
     assert summary.synced == 30 and summary.adopted == 0

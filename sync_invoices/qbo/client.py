@@ -157,9 +157,7 @@ class Qbo:
         if ticket is None or ticket.used:
             ticket = self.pacer.acquire(kind, self.closed)
         try:
-            token = self.authorizer.access_token()
-            self._local.token = token  # a 3200 fault in a 200/400 body names no token: this one
-            headers["Authorization"] = f"Bearer {token}"
+            token = self.authorizer.access_token()  # refreshed, if it must be, before the write is on record
             if before_send is not None:
                 # On record, stamped "sent now", before a byte leaves (the write protocol's first rule).
                 self._local.attempt = getattr(self._local, "attempt", 0) + 1
@@ -168,7 +166,7 @@ class Qbo:
             # The wait for the second's budget may have outlived that token (another request was refused
             # and refreshed meanwhile): the freshest one known goes out.
             token = self.authorizer.latest_access_token() or token
-            self._local.token = token
+            self._local.token = token  # a 3200 fault in a 200/400 body names no token: this one
             headers["Authorization"] = f"Bearer {token}"
             try:
                 response = self._transport(method, url, headers, params, body,
