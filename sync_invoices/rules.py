@@ -97,6 +97,7 @@ class Columns:
     invoice_date: Any
     month: Any  # NULL where the dialect cannot read a date (SQLite)
     day: Any
+    day_number: Any = None  # the date's day as day_number() counts, NULL unless a real date (None: no such function)
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,34 @@ def name_problem(reg_no: str | None) -> Problem | None:
     """Why this reg_no cannot name a QuickBooks customer, or None."""
     problems = first_failures(Facts(reg_no=reg_no), NAME_RULES)
     return problems[0] if problems else None
+
+
+def day_number(day: date) -> int:
+    """A date as MariaDB's TO_DAYS counts days (day 1 is year 0's first)."""
+    return day.toordinal() + 365
+
+
+# A stricter, cheaper twin of some fields' rules: TRUE only for a value that passes every rule of its
+# field, in a few comparisons instead of one per rule. Most rows are good, so analyze clears them with
+# the twin; a row it does not clear (a bad one, or a good one spelled otherwise, such as 0.1 + 0.2 or a
+# date where the dialect has no day number) meets the rules one by one. None: no twin on this dialect.
+CLEAN: dict[str, Callable[[Columns], Any]] = {
+    "dept": lambda c: c.dept.between(HALF_CENT, 10 ** AMOUNT_INTEGER_DIGITS - float(CENT))
+    & (c.dept == c.fn.round(c.dept, 2)),
+    "invoice_date": lambda c: None if c.day_number is None else c.day_number.between(
+        day_number(date(YEARS[0], 1, 1)), day_number(date(YEARS[1], 12, 31))),
+}
+
+
+def sql_clean(columns: Columns, fields: Iterable[str]) -> Any:
+    """A SQL condition TRUE only for a row whose values in these fields fail no rule: the field's
+    twin in CLEAN where it has one here, its rules one by one otherwise."""
+    found = None
+    for field in fields:
+        twin = CLEAN[field](columns) if field in CLEAN else None
+        clean = twin if twin is not None else sql_passes(columns, [r for r in RULES if r.field == field])
+        found = clean if found is None else found & clean
+    return found
 
 
 def sql_passes(columns: Columns, rules: Iterable[Rule] = RULES) -> Any:

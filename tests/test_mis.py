@@ -953,6 +953,26 @@ def test_ensure_tables_is_idempotent_and_never_alters_mis_tables(mis: Mis) -> No
     assert len(recent_runs(mis)) == 1  # the tool's own data survives
 
 
+def test_ensure_tables_puts_back_a_missing_column_and_index_found_in_one_read_of_the_catalog(mis: Mis) -> None:
+    # A command after the first reads the catalog once and goes on; a qb_* table an older version left
+    # without a column, or a run refused its indexes, is completed.
+    statements: list[str] = []
+    event.listen(mis.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    mis.ensure_tables()
+    catalog = [s for s in statements if not s.startswith("BEGIN")]  # SQLite opens its read transaction
+    assert len(catalog) == 2 and all(s.startswith("SELECT") for s in catalog)
+    with mis.write() as conn:
+        on_table = "" if mis.dialect == "sqlite" else " ON qb_invoice_state"
+        conn.exec_driver_sql(f"DROP INDEX idx_qb_state_owner{on_table}")
+        conn.exec_driver_sql("ALTER TABLE qb_sync_runs DROP COLUMN remaining")
+    assert not mis._tables_current()
+    mis.ensure_tables()
+    assert mis._tables_current()
+    inspector = inspect(mis.engine)
+    assert "remaining" in {c["name"] for c in inspector.get_columns("qb_sync_runs")}
+    assert "idx_qb_state_owner" in {i["name"] for i in inspector.get_indexes("qb_invoice_state")}
+
+
 def test_ensure_tables_on_a_bare_mis_creates_only_qb_tables(mis_url: str) -> None:
     bare = Mis.connect(mis_url)
     try:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connection
 
 from sync_invoices.demo_data import ZERO_DATE
@@ -22,7 +22,7 @@ from sync_invoices.mis.claims import eligible_ids
 from sync_invoices.mis.invoices import load_invoices
 from sync_invoices.mis.overview import overview
 from sync_invoices.models import Category, InvoiceRow, Person
-from sync_invoices.rules import NAME_RULES, RULES
+from sync_invoices.rules import CLEAN, NAME_RULES, RULES, sql_passes
 
 STUDENT = "EAUR/2024/00001"
 APPLICANT = "APP-2025-000001"
@@ -147,7 +147,7 @@ def add_invoices(mis: Mis, changes: list[dict[str, Any]]) -> list[int]:
 def reasons(mis: Mis, conn: Connection, found: preflight.Categories,
             ids: preflight.IdRange = (None, None)) -> dict[str, int]:
     """The eligible invoices of an id range by the code of the first rule they fail ('' for none)."""
-    return preflight.tally(conn, preflight.queries(mis.engine.dialect, found, mis.clock()), ids).by_reason
+    return preflight.reasons(conn, preflight.queries(mis.engine.dialect, found, mis.clock()), ids)
 
 
 def dialect_of(mis: Mis) -> str:
@@ -164,7 +164,7 @@ def test_the_rules_are_one_ordered_list_of_unique_codes_for_python_and_sql(mis: 
     # The CASE analyze runs: first the settled rows (0), then one branch per rule, in the order of RULES ...
     with mis.read() as conn:
         found = preflight.categories(conn, None)
-    reason = preflight._first_failure(preflight._student_keys(mis.dialect), found)
+    reason = preflight._first_failure(preflight._student_keys(mis.dialect), found, mis.dialect)
     by_order = {rule.order: rule.code for rule in RULES}
     assert reason.whens[0][1].value == 0
     assert [by_order[then.value] for _, then in reason.whens[1:]] == codes
@@ -211,8 +211,28 @@ def test_analyze_counts_the_first_problem_of_each_eligible_invoice(mis: Mis, def
 def test_analyze_in_several_id_ranges_counts_as_in_one(mis: Mis, monkeypatch: pytest.MonkeyPatch) -> None:
     build(mis)
     whole = overview(mis)
-    monkeypatch.setattr(overview_module, "PART_IDS", 5)  # the corpus in several ranges, on two connections
+    monkeypatch.setattr(overview_module, "RANGE_IDS", 5)  # the corpus in several ranges, on two connections
     assert overview(mis) == whole
+
+
+@pytest.mark.parametrize(("weights", "spans"), [
+    ([0, 0, 0, 0], []),  # nothing awaits: no reasons to read
+    ([0, 0, 50, 50], [(200, 299), (300, 399)]),  # a backlog at the end: the history before it is left out
+    ([0, 100, 0, 0], [(100, 149), (150, 199)]),  # one range: split within it
+    ([30, 0, 0, 10], [(0, 65), (66, 399)]),  # a range of no weight inside a span is read with it
+    ([10, 10, 10, 30], [(0, 299), (300, 399)]),
+])
+def test_the_reasons_are_read_in_spans_holding_equal_shares_of_the_awaiting_rows(
+        weights: list[int], spans: list[tuple[int, int]]) -> None:
+    ranges = [(0, 99), (100, 199), (200, 299), (300, 399)]
+    assert overview_module._spans(ranges, weights, 2) == spans
+    assert overview_module._spans(ranges, weights, 1) == ([(spans[0][0], spans[-1][1])] if spans else [])
+
+
+def test_the_ends_of_the_table_stay_open_in_every_read() -> None:
+    opened = overview_module._opener([(1, 50), (51, 100)])
+    assert [opened(ids) for ids in [(1, 50), (51, 100), (1, 100), (20, 60)]] == [
+        (None, 50), (51, None), (None, None), (20, 60)]
 
 
 def test_ids_split_in_ranges_count_each_eligible_row_once(mis: Mis) -> None:
@@ -231,9 +251,42 @@ def test_the_connection_goes_back_with_the_session_it_came_with(mis: Mis) -> Non
     build(mis)
     same = text("SELECT @@session.join_cache_level = @@global.join_cache_level "
                 "AND @@session.join_buffer_size = @@global.join_buffer_size "
+                "AND @@session.join_buffer_space_limit = @@global.join_buffer_space_limit "
                 "AND @@session.optimizer_switch = @@global.optimizer_switch")
     with mis.read() as conn:
         assert reasons(mis, conn, preflight.categories(conn, None)) and conn.scalar(same) == 1
+
+
+# Values of one field, and whether they are an everyday good value (which the twin must clear).
+TWIN_VALUES: dict[str, list[tuple[Any, bool]]] = {
+    "dept": [(150000.0, True), (19.99, True), (1234.56, True), (0.01, True), (9999999999.99, True),
+             (0.005, False), (0.0049, False), (0.1 + 0.2, False), (1234.567, False), (9999999999.995, False),
+             (1e10, False), (12345678901.234, False), (0.0, False), (-500.0, False), (None, False)],
+    "invoice_date": [(datetime(2024, 9, 2), True), (datetime(1900, 1, 1), True),
+                     (datetime(2099, 12, 31, 23, 59, 59), True), (datetime(1899, 12, 31, 23, 59, 59), False),
+                     (datetime(2100, 1, 1), False), (None, False),
+                     (ZERO_DATE, False), ("2024-00-00 00:00:00", False), ("2024-05-00 00:00:00", False)],
+}
+
+
+@pytest.mark.parametrize("field", list(TWIN_VALUES))
+def test_the_cheaper_twin_of_a_field_clears_only_values_its_rules_pass(mis: Mis, field: str) -> None:
+    # analyze settles most rows with rules.CLEAN; a twin that cleared one bad value would hide its reason.
+    values = TWIN_VALUES[field]
+    ids = add_invoices(mis, [{field: value} for value, _ in values])
+    columns = preflight.row_columns(mis.dialect)
+    twin = CLEAN[field](columns)
+    if twin is None:  # no twin on this dialect (SQLite has no day number): the rules judge every row
+        assert (mis.dialect, field) == ("sqlite", "invoice_date")
+        return
+    passes = sql_passes(columns, [rule for rule in RULES if rule.field == field])
+    with mis.read() as conn:
+        found = {row.id: (row.twin, row.passes) for row in conn.execute(
+            select(t.invoice.c.id, twin.label("twin"), passes.label("passes")).where(t.invoice.c.id.in_(ids)))}
+    for invoice_id, (value, everyday) in zip(ids, values, strict=True):
+        cleared, passed = found[invoice_id]
+        assert not cleared or passed, f"{field}={value!r}: cleared by the twin, refused by the rules"
+        assert cleared or not everyday, f"{field}={value!r}: an everyday good value must be cleared"
 
 
 @MARIADB_ONLY  # the CRC32 lookup is MariaDB's

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-from sqlalchemy import Integer, create_engine, event, inspect, literal, select
+from sqlalchemy import Integer, create_engine, event, inspect, literal, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
@@ -34,6 +34,19 @@ T = TypeVar("T")
 LOST_CONNECTION = {2002, 2003, 2005, 2006, 2013, 2014, 2055, 1053, 1077, 1152, 1927, 4031}
 RETRY_TRANSACTION = {1205, 1213}  # lock wait timeout, deadlock: the server rolled the transaction back
 TRANSACTION_ATTEMPTS = 5
+
+
+# (table, column) and (table, index) of the qb_* tables, from the catalog: MariaDB / MySQL, SQLite.
+_CATALOG = {
+    "mysql": ("SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+              "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'qb\\_%'",
+              "SELECT DISTINCT TABLE_NAME, INDEX_NAME FROM information_schema.STATISTICS "
+              "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME LIKE 'qb\\_%'"),
+    "sqlite": ("SELECT m.name, c.name FROM sqlite_master AS m, pragma_table_info(m.name) AS c "
+               "WHERE m.type = 'table' AND m.name LIKE 'qb\\_%' ESCAPE '\\'",
+               "SELECT m.name, i.name FROM sqlite_master AS m, pragma_index_list(m.name) AS i "
+               "WHERE m.type = 'table' AND m.name LIKE 'qb\\_%' ESCAPE '\\'"),
+}
 
 
 def utcnow() -> datetime:
@@ -272,6 +285,8 @@ class Mis:
     def ensure_tables(self) -> None:
         """Create the qb_* tables when missing and add columns a newer version needs (idempotent);
         never touches MIS tables."""
+        if self._tables_current():
+            return
         missing: list[str] = []
         try:
             existing = set(inspect(self.engine).get_table_names())
@@ -302,6 +317,22 @@ class Mis:
                 raise missing_grants([refused, *refused_too], database, who, self.shown_url) from None
             raise ConfigError(f"Cannot create the tool's qb_* tables in {self.shown_url}: {describe_db_error(exc)}.",
                               fix="Grant the database user CREATE and ALTER on tables named qb_*.") from None
+
+    def _tables_current(self) -> bool:
+        # One read of the catalog finds every qb_* table with all its columns and indexes (each command
+        # after the first); anything missing, or a catalog this account cannot read, goes the long way.
+        try:
+            with self.read() as conn:
+                columns, indexes = (set(map(tuple, conn.execute(text(query)).all()))  # type: ignore[arg-type]
+                                    for query in _CATALOG["sqlite" if self.dialect == "sqlite" else "mysql"])
+        except SQLAlchemyError:
+            return False
+        tables = t.qb_metadata.sorted_tables
+        wanted_columns = {(table.name, column.name) for table in tables for column in table.columns}
+        wanted_indexes = {(table.name, index.name) for table in tables for index in table.indexes}
+        if self.dialect != "sqlite":
+            wanted_columns.add((t.sent.name, t.SENT_CHECKSUM))
+        return wanted_columns <= columns and wanted_indexes <= indexes
 
     def has_tables(self) -> bool:
         """True when the tool's bookkeeping tables exist (a dry run never creates them)."""

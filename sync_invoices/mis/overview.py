@@ -6,19 +6,24 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.engine import Connection
 
 from ..models import Status
 from . import preflight
 from . import tables as t
 from .db import Mis, db_local, from_db_utc
 
-# tbl_imvoice is read in id ranges shared by two connections (two cores): at most this many, of at
-# least PART_IDS ids each (each range also reads the students once).
-REASON_PARTS = 6
-PART_IDS = 100_000
+# tbl_imvoice is counted on two connections (two cores): first by status, in id ranges of at least
+# RANGE_IDS ids (at most RANGES of them), a quick read that also tells where the invoices awaiting a
+# push lie; then those invoices by reason, in one span of ids per connection, the spans holding equal
+# numbers of them (each span reads the students once).
+CONNECTIONS = 2
+RANGES = 8
+RANGE_IDS = 25_000
+IdSpan = tuple[int, int]
 
 
 def in_progress_ids(mis: Mis) -> list[int]:
@@ -43,21 +48,26 @@ def overview(mis: Mis, default_item_id: str | None = None) -> dict[str, Any]:
     """Counts and amounts by status, quarantined and eligible invoices, and the eligible ones
     that would fail validation, by reason.
 
-    One pass over tbl_imvoice, in id ranges, counts and sums it by status and gives each eligible row
-    the code of the first rule it fails (preflight: rules.RULES, as plan_invoice does). On MariaDB
-    the ranges share two connections, two cores: the time is about half the sum.
+    tbl_imvoice is counted and summed by status in id ranges; then each eligible row is given the code
+    of the first rule it fails (preflight: rules.RULES, as plan_invoice does), in spans of ids that
+    hold equal shares of the rows awaiting a push. On MariaDB both steps share two connections, two
+    cores: the time is about half the sum.
     """
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="overview") as pool:
+    with ThreadPoolExecutor(max_workers=CONNECTIONS, thread_name_prefix="overview") as pool:
         submit = _at_once if mis.dialect == "sqlite" else pool.submit  # SQLite: one file, one thread
-        started = [submit(_quarantined, mis)]
+        quarantined = submit(_quarantined, mis)
         with mis.read() as conn:
             found = preflight.categories(conn, default_item_id)
+            ranges = _id_ranges(conn, 1 if mis.dialect == "sqlite" else RANGES)
         queries = preflight.queries(mis.engine.dialect, found, mis.clock())
-        started += [submit(_tally, mis, queries, ids) for ids in _id_ranges(mis)]
-        quarantined, *parts = [future.result() for future in started]
+        opened = _opener(ranges)
+        by_range = _all(submit(_read, mis, preflight.totals, queries, opened(ids)) for ids in ranges)
+        spans = _spans(ranges, [preflight.awaiting(groups) for groups in by_range], CONNECTIONS)
+        parts = _all(submit(_read, mis, preflight.reasons, queries, opened(span)) for span in spans)
+        quarantined = quarantined.result()
     reasons: dict[str, int] = {}
     for part in parts:
-        for code, count in part.by_reason.items():
+        for code, count in part.items():
             reasons[code] = reasons.get(code, 0) + count
     eligible_count = sum(reasons.values())
     reasons.pop("", None)
@@ -68,7 +78,7 @@ def overview(mis: Mis, default_item_id: str | None = None) -> dict[str, Any]:
     total_amount = Decimal(0)
     # The sums of DOUBLEs come in parts (one per range), added here exactly: another order of
     # additions than one SUM, which moves nothing above a millionth of a cent.
-    for raw_status, count, amount in (group for part in parts for group in part.by_status):
+    for raw_status, count, amount in (group for groups in by_range for group in groups):
         name = buckets.get(Status.of(raw_status), "other")
         amount = Decimal(amount or 0)  # the sum of DOUBLEs, read through MisMoney
         result["total"] += count
@@ -100,25 +110,48 @@ def _quarantined(mis: Mis) -> int:
             .where(s.quarantined.is_(True), t.invoice.c.QuickBk_Status == Status.FAILED)) or 0)
 
 
-def _id_ranges(mis: Mis) -> list[preflight.IdRange]:
-    # Ranges of equal width: what one range lacks in eligible rows it has in rows to skip. The ends
-    # are open, so that a row the MIS inserts meanwhile is counted as the totals count it.
-    if mis.dialect == "sqlite":
-        return [(None, None)]
+def _all(started: Iterable[Future]) -> list[Any]:
+    return [future.result() for future in list(started)]
+
+
+def _read(mis: Mis, count: Callable[..., Any], queries: preflight.Queries, ids: preflight.IdRange) -> Any:
     with mis.read() as conn:
-        low, high = conn.execute(select(func.min(t.invoice.c.id), func.max(t.invoice.c.id))).one()
+        return count(conn, queries, ids)
+
+
+def _id_ranges(conn: Connection, most: int) -> list[IdSpan]:
+    # Ranges of equal width: what one range lacks in awaiting rows it has in rows only counted.
+    low, high = conn.execute(select(func.min(t.invoice.c.id), func.max(t.invoice.c.id))).one()
     if low is None:
-        return [(None, None)]
-    parts = max(1, min(REASON_PARTS, (high - low + 1) // PART_IDS))
-    step = (high - low) // parts + 1
-    starts = list(range(low, high + 1, step))
-    return [(None if n == 0 else start, None if n == len(starts) - 1 else start + step - 1)
-            for n, start in enumerate(starts)]
+        return []
+    count = max(1, min(most, (high - low + 1) // RANGE_IDS))
+    step = (high - low) // count + 1
+    return [(start, min(start + step - 1, high)) for start in range(low, high + 1, step)]
 
 
-def _tally(mis: Mis, queries: preflight.Queries, ids: preflight.IdRange) -> preflight.Tally:
-    with mis.read() as conn:
-        return preflight.tally(conn, queries, ids)
+def _opener(ranges: list[IdSpan]) -> Callable[[IdSpan], preflight.IdRange]:
+    # The ends of the table stay open, so that a row the MIS inserts meanwhile is counted by status and
+    # by reason alike.
+    low, high = (ranges[0][0], ranges[-1][1]) if ranges else (None, None)
+    return lambda ids: (None if ids[0] == low else ids[0], None if ids[1] == high else ids[1])
+
+
+def _spans(ranges: list[IdSpan], weights: list[int], count: int) -> list[IdSpan]:
+    """At most `count` spans of ids holding equal shares of the weight (taken as even within a range);
+    the ranges without weight at either end are left out."""
+    total = sum(weights)
+    if not total:
+        return []
+    weighted = [ids for ids, weight in zip(ranges, weights) if weight]
+    first, last = weighted[0][0], weighted[-1][1]
+    targets = [total * n / count for n in range(1, count)]
+    cuts, before = [], 0
+    for (start, end), weight in zip(ranges, weights):
+        while targets and weight and before + weight >= targets[0]:
+            cuts.append(start + int((targets.pop(0) - before) / weight * (end - start + 1)))
+        before += weight
+    bounds = [first, *(cut for cut in cuts if first < cut <= last), last + 1]
+    return [(start, end - 1) for start, end in zip(bounds, bounds[1:]) if start < end]
 
 
 def counts(mis: Mis) -> dict[str, Any]:
