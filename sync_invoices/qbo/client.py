@@ -271,7 +271,7 @@ class Qbo:
             delay = error.retry_after if error.retry_after is not None else self.settings.throttle_wait_seconds
             self.pacer.pause(delay + random.uniform(0, min(5.0, delay * 0.1)))
             return 0.0
-        return wait_exponential_jitter(initial=self.settings.backoff_seconds,
+        return wait_exponential_jitter(multiplier=self.settings.backoff_seconds,
                                        max=30 * self.settings.backoff_seconds)(state)
 
     # -- reads ------------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def auth_client(settings: Settings, *, access_token: str | None = None, refresh_
 
     # The constructor fetches the discovery document: a passing network or server fault is tried again.
     retrying = Retrying(retry=retry_if_exception(_transient_discovery), stop=stop_after_attempt(settings.request_attempts),
-                        wait=wait_exponential_jitter(initial=settings.backoff_seconds, max=30 * settings.backoff_seconds),
+                        wait=wait_exponential_jitter(multiplier=settings.backoff_seconds,
+                                                     max=30 * settings.backoff_seconds),
                         sleep=sleep, reraise=True)
     try:
         client = retrying(build)
@@ -152,7 +153,8 @@ class Authorizer:
         auth_client's back-off between them), then the token call, plus a margin."""
         settings = self.settings
         one_call = settings.connect_timeout_seconds + settings.read_timeout_seconds
-        # wait_exponential_jitter(initial=backoff, max=30 * backoff) waits at most backoff * 2**n + 1 (its jitter).
+        # wait_exponential_jitter(multiplier=backoff, max=30 * backoff) waits at most backoff * 2**n + 1
+        # (its jitter).
         backoff = sum(min(settings.backoff_seconds * 2 ** n + 1, 30 * settings.backoff_seconds)
                       for n in range(settings.request_attempts - 1))
         return (settings.request_attempts + 1) * one_call + backoff + 30
