@@ -108,7 +108,7 @@ PRODUCTION_TIMEOUTS = dict(connect_timeout_seconds=10.0, read_timeout_seconds=13
 
 def longest_refresh(settings: Settings) -> float:
     """The longest one refresh may take within its timeouts: the discovery document (tried up to
-    request_attempts times, tenacity's wait_exponential_jitter(initial=backoff, max=30 * backoff) between:
+    request_attempts times, tenacity's wait_exponential_jitter(multiplier=backoff, max=30 * backoff) between:
     backoff * 2**n plus up to 1 s of jitter, capped), then the token call."""
     call = settings.connect_timeout_seconds + settings.read_timeout_seconds
     waits = [min(settings.backoff_seconds * 2 ** n + 1, 30 * settings.backoff_seconds)

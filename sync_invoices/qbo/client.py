@@ -23,7 +23,7 @@ import requests
 from quickbooks.client import QuickBooks
 from quickbooks.exceptions import AuthorizationException, QuickbooksException
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from .. import wire
 from ..errors import (
@@ -34,7 +34,7 @@ from ..redact import SECRETS
 from ..settings import Settings
 from .faults import fault_error, fault_of, retry_after, xml_fault_code
 from .limiter import Pacer, Ticket, shared_pacer
-from .oauth import Authorizer, check_transport
+from .oauth import Authorizer, backoff, check_transport
 
 log = logging.getLogger("sync_invoices.qbo")
 
@@ -271,8 +271,7 @@ class Qbo:
             delay = error.retry_after if error.retry_after is not None else self.settings.throttle_wait_seconds
             self.pacer.pause(delay + random.uniform(0, min(5.0, delay * 0.1)))
             return 0.0
-        return wait_exponential_jitter(multiplier=self.settings.backoff_seconds,
-                                       max=30 * self.settings.backoff_seconds)(state)
+        return backoff(self.settings)(state)
 
     # -- reads ------------------------------------------------------------------------------------
 

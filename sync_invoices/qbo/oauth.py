@@ -51,6 +51,15 @@ def _transient_discovery(exc: BaseException) -> bool:
     return isinstance(exc, AuthClientError) and (exc.status_code or 0) >= 500
 
 
+BACKOFF_CAP = 30  # the longest wait between two tries, in backoff_seconds
+
+
+def backoff(settings: Settings) -> wait_exponential_jitter:
+    """The wait between two tries of a QuickBooks call: backoff_seconds * 2**n plus up to a second of
+    jitter, at most BACKOFF_CAP * backoff_seconds."""
+    return wait_exponential_jitter(multiplier=settings.backoff_seconds, max=BACKOFF_CAP * settings.backoff_seconds)
+
+
 def auth_client(settings: Settings, *, access_token: str | None = None, refresh_token: str | None = None,
                 sleep: Callable[[float], None] = time.sleep) -> AuthClient:
     """An AuthClient for the configured app, discovery fetched from QBO_DISCOVERY_URL when set."""
@@ -68,8 +77,7 @@ def auth_client(settings: Settings, *, access_token: str | None = None, refresh_
 
     # The constructor fetches the discovery document: a passing network or server fault is tried again.
     retrying = Retrying(retry=retry_if_exception(_transient_discovery), stop=stop_after_attempt(settings.request_attempts),
-                        wait=wait_exponential_jitter(multiplier=settings.backoff_seconds,
-                                                     max=30 * settings.backoff_seconds),
+                        wait=backoff(settings),
                         sleep=sleep, reraise=True)
     try:
         client = retrying(build)
@@ -153,11 +161,10 @@ class Authorizer:
         auth_client's back-off between them), then the token call, plus a margin."""
         settings = self.settings
         one_call = settings.connect_timeout_seconds + settings.read_timeout_seconds
-        # wait_exponential_jitter(multiplier=backoff, max=30 * backoff) waits at most backoff * 2**n + 1
-        # (its jitter).
-        backoff = sum(min(settings.backoff_seconds * 2 ** n + 1, 30 * settings.backoff_seconds)
-                      for n in range(settings.request_attempts - 1))
-        return (settings.request_attempts + 1) * one_call + backoff + 30
+        # backoff() waits at most backoff_seconds * 2**n + 1 (its jitter), capped.
+        waits = sum(min(settings.backoff_seconds * 2 ** n + 1, BACKOFF_CAP * settings.backoff_seconds)
+                    for n in range(settings.request_attempts - 1))
+        return (settings.request_attempts + 1) * one_call + waits + 30
 
     def _refresh(self) -> Tokens:
         with self.store.lock(timeout=self.lock_timeout):
